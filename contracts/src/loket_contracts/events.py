@@ -1,0 +1,372 @@
+"""Every event that crosses between services, one pydantic model per type and version.
+
+Instants are UTC (`AwareDatetime`, serialised with the offset); wall-clock opening hours are
+local times in Europe/Brussels. An event type never changes meaning: a new shape is a new
+version with an upcaster (see `upcasting.py`), so an old event stays readable forever.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Event(BaseModel):
+    """Base of all event payloads. `TYPE` is the CloudEvents `type`; `VERSION` its schema version."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+Language = Literal["nl", "en", "fr"]
+Actor = Literal["resident", "staff", "system"]
+
+
+class Localized(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    nl: str
+    en: str
+    fr: str
+
+
+class TimeBlock(BaseModel):
+    """A wall-clock block in Europe/Brussels, e.g. 09:00-12:30."""
+
+    model_config = ConfigDict(frozen=True)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+
+
+class Slot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    start: AwareDatetime
+    end: AwareDatetime
+    location_id: str
+
+
+# --- catalogue ------------------------------------------------------------------------------
+
+
+class ProductDefined(Event):
+    TYPE = "product-defined"
+    product_id: str
+    name: Localized
+    description: Localized
+    duration_minutes: int = Field(gt=0, le=480)
+    documents: list[Localized] = []
+    fee_eur: float = 0
+    requires_confirmation: bool = False
+    hold_minutes: int = 30
+    min_notice_hours: int = 24
+    max_days_ahead: int = 60
+    max_active_per_person: int = 1
+    eligibility: dict[str, object] = {}
+    reminders: list[dict[str, object]] = []
+
+
+class ProductRetired(Event):
+    TYPE = "product-retired"
+    product_id: str
+
+
+class LocationDefined(Event):
+    TYPE = "location-defined"
+    location_id: str
+    name: str
+    address: str
+    products: list[str]
+    slot_grid_minutes: int = Field(default=5, gt=0, le=120)
+
+
+class DeskDefined(Event):
+    TYPE = "desk-defined"
+    desk_id: str
+    location_id: str
+    name: str
+    products: list[str]
+
+
+class DeskRemoved(Event):
+    TYPE = "desk-removed"
+    desk_id: str
+    location_id: str
+
+
+class SchedulePublished(Event):
+    """Weekly hours of one desk from `effective_from` on (until a later schedule takes over).
+
+    `weekly` maps ISO weekday numbers ("1" = Monday ... "7" = Sunday) to blocks."""
+
+    TYPE = "schedule-published"
+    schedule_id: str
+    desk_id: str
+    location_id: str
+    effective_from: date
+    weekly: dict[str, list[TimeBlock]]
+
+
+class ClosureDeclared(Event):
+    """A whole day closed: a public holiday, a local-government closing day, or ad hoc.
+
+    `location_id` None closes every location."""
+
+    TYPE = "closure-declared"
+    closure_id: str
+    location_id: str | None
+    day: date
+    kind: Literal["holiday", "local-closing-day", "ad-hoc"]
+    reason: str
+
+
+class ClosureLifted(Event):
+    TYPE = "closure-lifted"
+    closure_id: str
+    location_id: str | None
+    day: date
+
+
+# --- booking -> calendar (topic keyed by location, so calendar sees them in order) -----------
+
+
+class PersonName(BaseModel):
+    """The only personal data that leaves the booking service: what the agenda shows."""
+
+    model_config = ConfigDict(frozen=True)
+    given_name: str
+    family_name: str
+
+
+class BookingRequested(Event):
+    TYPE = "booking-requested"
+    booking_id: str
+    location_id: str
+    product_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    person: PersonName
+    language: Language = "nl"
+    requested_at: AwareDatetime
+
+
+class BookingConfirmed(Event):
+    TYPE = "booking-confirmed"
+    booking_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    confirmed_by: Literal["calendar", "resident"]
+    language: Language = "nl"
+
+
+class BookingRejected(Event):
+    TYPE = "booking-rejected"
+    booking_id: str
+    location_id: str
+    product_id: str
+    start: AwareDatetime
+    reason: str
+    alternatives: list[Slot] = []
+    language: Language = "nl"
+
+
+class BookingCancelled(Event):
+    TYPE = "booking-cancelled"
+    booking_id: str
+    location_id: str
+    product_id: str
+    desk_id: str | None
+    start: AwareDatetime
+    end: AwareDatetime
+    cancelled_by: Actor
+    reason: str
+    cancelled_at: AwareDatetime
+    language: Language = "nl"
+
+
+class RescheduleRequested(Event):
+    TYPE = "reschedule-requested"
+    booking_id: str
+    request_id: str
+    location_id: str
+    product_id: str
+    old_start: AwareDatetime
+    new_start: AwareDatetime
+    new_end: AwareDatetime
+    requested_at: AwareDatetime
+
+
+class BookingRescheduled(Event):
+    TYPE = "booking-rescheduled"
+    booking_id: str
+    request_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    old_start: AwareDatetime
+    start: AwareDatetime
+    end: AwareDatetime
+    sequence: int
+    language: Language = "nl"
+
+
+class BookingExpired(Event):
+    TYPE = "booking-expired"
+    booking_id: str
+    location_id: str
+    product_id: str
+    start: AwareDatetime
+    language: Language = "nl"
+
+
+class AttendanceRecorded(Event):
+    """Staff recorded what happened at the counter: checked in, no-show, or completed."""
+
+    TYPE = "attendance-recorded"
+    booking_id: str
+    location_id: str
+    start: AwareDatetime
+    outcome: Literal["checked_in", "no_show", "completed"]
+    by: str
+
+
+# --- calendar decisions ---------------------------------------------------------------------
+
+
+class SlotReserved(Event):
+    TYPE = "slot-reserved"
+    booking_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    hold_expires_at: AwareDatetime | None = None
+
+
+RejectionReason = Literal[
+    "slot-taken",
+    "outside-hours",
+    "closed",
+    "not-offered",
+    "outside-window",
+    "unknown-product",
+    "unknown-location",
+    "off-grid",
+]
+
+
+class SlotRejected(Event):
+    TYPE = "slot-rejected"
+    booking_id: str
+    location_id: str
+    product_id: str
+    start: AwareDatetime
+    reason: RejectionReason
+    alternatives: list[Slot] = []
+
+
+class RescheduleReserved(Event):
+    """The new time is reserved; the old one is released in the same decision."""
+
+    TYPE = "reschedule-reserved"
+    booking_id: str
+    request_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    old_start: AwareDatetime
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class RescheduleRejected(Event):
+    TYPE = "reschedule-rejected"
+    booking_id: str
+    request_id: str
+    location_id: str
+    new_start: AwareDatetime
+    reason: RejectionReason
+    alternatives: list[Slot] = []
+
+
+class HoldExpired(Event):
+    TYPE = "hold-expired"
+    booking_id: str
+    location_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class SlotReleased(Event):
+    """A desk-time is free again and offered from `available_from` (after the hold-back)."""
+
+    TYPE = "slot-released"
+    location_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    products: list[str]
+    available_from: AwareDatetime
+    cause: Literal["cancelled", "expired", "rescheduled"]
+
+
+# --- notifications --------------------------------------------------------------------------
+
+
+class NotificationSent(Event):
+    TYPE = "notification-sent"
+    notification_id: str
+    booking_id: str | None
+    kind: str
+    channel: Literal["email", "sms"]
+    attempts: int
+    sent_at: AwareDatetime
+
+
+class NotificationFailed(Event):
+    TYPE = "notification-failed"
+    notification_id: str
+    booking_id: str | None
+    kind: str
+    channel: Literal["email", "sms"]
+    attempts: int
+    error: str
+    failed_at: AwareDatetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    model.TYPE: model
+    for model in (
+        ProductDefined,
+        ProductRetired,
+        LocationDefined,
+        DeskDefined,
+        DeskRemoved,
+        SchedulePublished,
+        ClosureDeclared,
+        ClosureLifted,
+        BookingRequested,
+        BookingConfirmed,
+        BookingRejected,
+        BookingCancelled,
+        RescheduleRequested,
+        BookingRescheduled,
+        BookingExpired,
+        AttendanceRecorded,
+        SlotReserved,
+        SlotRejected,
+        RescheduleReserved,
+        RescheduleRejected,
+        HoldExpired,
+        SlotReleased,
+        NotificationSent,
+        NotificationFailed,
+    )
+}

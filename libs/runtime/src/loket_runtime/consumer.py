@@ -1,0 +1,325 @@
+"""Kafka consumers whose progress lives in PostgreSQL, in the same transaction as their work.
+
+One batch = the records fetched from one partition, applied in one transaction together with
+the partition's next offset (`consumer_offsets`, locked FOR UPDATE) and the ids of the events
+applied (`processed_events`). So a crash anywhere loses nothing and applies nothing twice; a
+record the relay published twice (same event id) is skipped; and during a rebalance two
+instances that briefly hold one partition serialise on the offset row.
+
+A record this consumer cannot handle (not a CloudEvent, bad JSON, unknown type, fails
+validation, or its handler raises `PoisonMessage` or any non-transient error) is stored in
+`dead_letters`, queued for the dead-letter topic through the outbox, and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from loket_contracts.envelope import Envelope, EnvelopeError
+from loket_contracts.events import EVENT_TYPES, Event
+from loket_contracts.topics import DEAD_LETTERS
+from loket_contracts.upcasting import UnknownEventType, parse_event
+from pydantic import ValidationError
+
+from loket_runtime.logging import bound, get_logger
+from loket_runtime.outbox import Outbox
+
+log = get_logger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that will never succeed: it goes to the dead letters."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    envelope: Envelope
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may use: the batch's connection (inside its transaction) and the outbox."""
+
+    conn: asyncpg.Connection
+    outbox: Outbox
+    after_commit: list[Callable[[], Any]] = field(default_factory=list)
+
+
+Handler = Callable[[HandlerContext, Delivery], Awaitable[None]]
+BatchHook = Callable[[HandlerContext, list[Delivery]], Awaitable[None]]
+
+
+class PartitionBatchConsumer:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        handlers: dict[str, Handler],
+        batch_size: int = 500,
+        before_commit: BatchHook | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.handlers = handlers
+        self.batch_size = batch_size
+        self.before_commit = before_commit
+        self.outbox = Outbox()
+        self.assigned: set[TopicPartition] = set()
+        self.processed = 0
+        self.dead_lettered = 0
+        self._bootstrap = bootstrap
+        self._client_id = client_id or group_id
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # --- running against Kafka -------------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self.group_id,
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+            fetch_max_wait_ms=50,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe(topics=self.topics, listener=_SeekToStoredOffsets(self))
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                for tp, records in batches.items():
+                    await self._process_with_retry(consumer, tp, records)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(consumer.stop())
+
+    async def _process_with_retry(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> None:
+        delay = 0.2
+        while True:
+            try:
+                next_offset = await self.process_batch(tp.topic, tp.partition, records)
+                break
+            except TRANSIENT_ERRORS as exc:
+                log.warning("batch failed, retrying", topic=tp.topic, partition=tp.partition, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if tp in consumer.assignment():
+            with contextlib.suppress(Exception):  # Kafka's copy is informational (lag); PostgreSQL's rules
+                await consumer.commit({tp: next_offset})
+
+    async def stored_offset(self, topic: str, partition: int) -> int | None:
+        value: int | None = await self.pool.fetchval(
+            "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+            self.group_id,
+            topic,
+            partition,
+        )
+        return value
+
+    # --- one batch, one transaction ----------------------------------------------------------
+
+    async def process_batch(self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]]) -> int:
+        """Apply the records not applied yet; return the partition's next offset."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+                " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                self.group_id,
+                topic,
+                partition,
+            )
+            next_offset: int = await conn.fetchval(
+                "SELECT next_offset FROM consumer_offsets"
+                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+                self.group_id,
+                topic,
+                partition,
+            )
+            fresh = [r for r in records if r.offset >= next_offset]
+            if not fresh:
+                return next_offset
+            ctx = HandlerContext(conn=conn, outbox=self.outbox)
+            deliveries = await self._decode_all(ctx, fresh)
+            applied_ids = await self._already_processed(conn, [d.envelope.id for d in deliveries])
+            done: list[Delivery] = []
+            for delivery in deliveries:
+                if delivery.envelope.id in applied_ids:
+                    continue  # a duplicate from the relay: applied once already
+                applied_ids.add(delivery.envelope.id)
+                if await self._apply(ctx, delivery):
+                    done.append(delivery)
+            if self.before_commit is not None:
+                await self.before_commit(ctx, done)
+            if done:
+                await conn.executemany(
+                    "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(self.group_id, d.envelope.id) for d in done],
+                )
+            next_offset = fresh[-1].offset + 1
+            await conn.execute(
+                "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
+                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+                self.group_id,
+                topic,
+                partition,
+                next_offset,
+            )
+        self.processed += len(fresh)
+        for callback in ctx.after_commit:
+            result = callback()
+            if asyncio.iscoroutine(result):
+                await result
+        return next_offset
+
+    async def _decode_all(self, ctx: HandlerContext, records: Sequence[ConsumerRecord[Any, Any]]) -> list[Delivery]:
+        deliveries = []
+        for record in records:
+            key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
+            try:
+                envelope = Envelope.from_kafka(record.headers, record.value)
+                if envelope.type not in EVENT_TYPES:
+                    raise UnknownEventType(envelope.type)
+                if envelope.type not in self.handlers:
+                    continue  # a known event that this consumer has no interest in
+                event = parse_event(envelope.type, envelope.schemaversion, envelope.data)
+            except (EnvelopeError, UnknownEventType, ValidationError) as exc:
+                reason = f"unknown event type: {exc}" if isinstance(exc, UnknownEventType) else str(exc)
+                await self._dead_letter(ctx.conn, record, reason)
+                continue
+            deliveries.append(Delivery(envelope, event, record.topic, record.partition, record.offset, key))
+        return deliveries
+
+    async def _already_processed(self, conn: asyncpg.Connection, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        rows = await conn.fetch(
+            "SELECT event_id FROM processed_events WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
+            self.group_id,
+            event_ids,
+        )
+        return {row["event_id"] for row in rows}
+
+    async def _apply(self, ctx: HandlerContext, delivery: Delivery) -> bool:
+        env = delivery.envelope
+        handler = self.handlers[env.type]
+        with bound(event_id=env.id, event_type=env.type, correlation_id=env.correlationid):
+            try:
+                async with ctx.conn.transaction():  # savepoint: a poison message undoes only itself
+                    await handler(ctx, delivery)
+                return True
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:
+                log.error("message dead-lettered", error=repr(exc), topic=delivery.topic, offset=delivery.offset)
+                await self._dead_letter_delivery(ctx.conn, delivery, repr(exc))
+                return False
+
+    # --- dead letters ------------------------------------------------------------------------
+
+    async def _dead_letter(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any], error: str) -> None:
+        key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
+        await self._store_dead_letter(
+            conn, record.topic, record.partition, record.offset, key, list(record.headers or ()), record.value, error
+        )
+
+    async def _dead_letter_delivery(self, conn: asyncpg.Connection, delivery: Delivery, error: str) -> None:
+        env = delivery.envelope
+        await self._store_dead_letter(
+            conn,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            delivery.key,
+            env.kafka_headers(),
+            env.kafka_value(),
+            error,
+        )
+
+    async def _store_dead_letter(
+        self,
+        conn: asyncpg.Connection,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: str | None,
+        headers: list[tuple[str, bytes]],
+        value: bytes | None,
+        error: str,
+    ) -> None:
+        self.dead_lettered += 1
+        text_headers = [[name, raw.decode(errors="replace")] for name, raw in headers]
+        await conn.execute(
+            'INSERT INTO dead_letters (consumer_group, topic, partition, "offset", key, headers, value, error)'
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            self.group_id,
+            topic,
+            partition,
+            offset,
+            key,
+            text_headers,
+            value,
+            error[:2000],
+        )
+        dlq_headers = [
+            *headers,
+            *[
+                ("dlq_group", self.group_id.encode()),
+                ("dlq_topic", topic.encode()),
+                ("dlq_partition", str(partition).encode()),
+                ("dlq_offset", str(offset).encode()),
+                ("dlq_error", error[:2000].encode()),
+            ],
+        ]
+        await self.outbox.add_raw(conn, DEAD_LETTERS.name, self.group_id, dlq_headers, value or b"")
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue each partition from the offset stored in PostgreSQL."""
+
+    def __init__(self, owner: PartitionBatchConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.owner.assigned -= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self.owner._consumer
+        assert consumer is not None
+        for tp in assigned:
+            stored = await self.owner.stored_offset(tp.topic, tp.partition)
+            if stored is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, stored)
+        self.owner.assigned |= set(assigned)

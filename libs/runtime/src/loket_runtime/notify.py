@@ -1,0 +1,67 @@
+"""Wait in an HTTP handler for something another task commits (PostgreSQL LISTEN/NOTIFY).
+
+Works across instances: whichever instance's consumer commits the decision, every instance's
+listener hears the NOTIFY and wakes its waiters for that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+import asyncpg
+
+from loket_runtime.db import connect
+from loket_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Waiters:
+    def __init__(self, dsn: str, channel: str) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self._waiting: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._conn: asyncpg.Connection | None = None
+
+    async def run(self) -> None:
+        """Keep one listening connection open; reconnect if it drops."""
+        while True:
+            try:
+                self._conn = await connect(self.dsn)
+                closed = asyncio.Event()
+                self._conn.add_termination_listener(lambda _conn, closed=closed: closed.set())
+                await self._conn.add_listener(self.channel, self._on_notify)
+                await closed.wait()
+            except asyncio.CancelledError:
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._conn.close())
+                raise
+            except Exception as exc:
+                log.warning("listener connection lost", channel=self.channel, error=str(exc))
+                await asyncio.sleep(0.5)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for future in self._waiting.pop(payload, []):
+            if not future.done():
+                future.set_result(None)
+
+    def register(self, key: str) -> asyncio.Future[None]:
+        """Register before checking the state, so a notification between the two is not missed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[key].append(future)
+        return future
+
+    def discard(self, key: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(key)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiting[key]
+
+
+async def notify(conn: asyncpg.Connection, channel: str, key: str) -> None:
+    """Send inside the writer's transaction: delivered only if and when it commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", channel, key)

@@ -1,0 +1,80 @@
+"""RFC 9457 problem details: every error the API returns is application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://loket.gent/problems/"
+
+
+class Problem(Exception):
+    """Raise anywhere in a request; rendered as problem+json with any extra members."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        type_: str = "about:blank",
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type_ if type_ == "about:blank" or "://" in type_ else PROBLEM_BASE + type_
+        self.errors = errors
+        self.headers = headers
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+def field_problem(field: str, message: str, title: str = "Invalid request") -> Problem:
+    """A 422 naming one field, e.g. field_problem("person.national_number", "checksum does not match")."""
+    return Problem(422, title, f"{field}: {message}", "validation", errors=[{"field": field, "message": message}])
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    return JSONResponse(
+        problem.body(), status_code=problem.status, media_type="application/problem+json", headers=problem.headers
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path", "header")]
+            errors.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(Problem(422, "Invalid request", detail, "validation", errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        return problem_response(
+            Problem(
+                exc.status_code,
+                titles.get(exc.status_code, "Error"),
+                str(exc.detail),
+                headers=dict(exc.headers) if exc.headers else None,
+            )
+        )

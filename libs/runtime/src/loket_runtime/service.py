@@ -1,0 +1,190 @@
+"""What every service process runs: its database pool, the outbox relay, its consumers and its HTTP app.
+
+A service builds a `ServiceRuntime`, registers its consumers and background tasks, and passes it
+to `create_app`; the app's lifespan starts and stops everything in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from loket_runtime.auth import JwtVerifier
+from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.db import create_pool, migrate
+from loket_runtime.kafka import make_producer
+from loket_runtime.logging import bind, configure_logging, get_logger, unbind
+from loket_runtime.outbox import OutboxRelay
+from loket_runtime.problems import install_problem_handlers
+from loket_runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+HTTP_REQUESTS = Counter("loket_http_requests_total", "HTTP requests", ["service", "method", "status"])
+HTTP_LATENCY = Histogram("loket_http_request_seconds", "HTTP request latency", ["service", "method"])
+
+ConsumerFactory = Callable[[asyncpg.Pool], PartitionBatchConsumer]
+TaskFactory = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, migrations_dir: Path | None) -> None:
+        self.settings = settings
+        self.migrations_dir = migrations_dir
+        self.consumer_factories: list[ConsumerFactory] = []
+        self.task_factories: list[TaskFactory] = []
+        self.consumers: list[PartitionBatchConsumer] = []
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_at = 0.0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "runtime not started"
+        return self._pool
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "runtime not started"
+        return self._producer
+
+    def add_consumer(self, factory: ConsumerFactory) -> None:
+        self.consumer_factories.append(factory)
+
+    def add_task(self, factory: TaskFactory) -> None:
+        self.task_factories.append(factory)
+
+    async def start(self) -> None:
+        s = self.settings
+        await migrate(s.database_url, self.migrations_dir)
+        self._pool = await create_pool(s.database_url, min_size=2, max_size=20)
+        self._producer = make_producer(s.kafka_bootstrap, f"{s.service_name}-{s.instance_id}", s.kafka_linger_ms)
+        await self._producer.start()
+        self.relay = OutboxRelay(s.database_url, self._producer, s.outbox_batch_size, s.outbox_poll_seconds)
+        self._spawn("outbox-relay", self.relay.run)
+        for factory in self.consumer_factories:
+            consumer = factory(self._pool)
+            self.consumers.append(consumer)
+            self._spawn(f"consumer-{consumer.group_id}", consumer.run)
+        for task_factory in self.task_factories:
+            self._spawn(getattr(task_factory, "__name__", "task"), functools.partial(task_factory, self))
+        self.started_at = time.monotonic()
+
+    def _spawn(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
+        async def keep_running() -> None:
+            # A background loop that died would silently stop the service's work: log and restart it.
+            while True:
+                try:
+                    await make()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background task crashed, restarting", task=name)
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(keep_running(), name=name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            await self.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {exc}"
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        checks["background_tasks"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
+        checks["consumers"] = {
+            c.group_id: sorted(f"{tp.topic}/{tp.partition}" for tp in c.assigned) for c in self.consumers
+        }
+        checks["ready"] = checks["database"] == "ok" and not dead
+        return checks
+
+
+def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> FastAPI:
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level)
+        await runtime.start()
+        log.info("service started", http_port=settings.http_port)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan, **fastapi_kwargs)
+    app.state.runtime = runtime
+    app.state.jwt_verifier = JwtVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        correlation_id = request.headers.get("x-correlation-id") or request.headers.get("x-request-id")
+        if correlation_id:
+            bind(correlation_id=correlation_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            if correlation_id:
+                unbind("correlation_id")
+        HTTP_LATENCY.labels(settings.service_name, request.method).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(settings.service_name, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await runtime.readiness()
+        return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run one service process (uvloop + httptools when installed)."""
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
