@@ -152,6 +152,20 @@ class BookingRequested(Event):
     requested_at: AwareDatetime
 
 
+class BookingHeld(Event):
+    """The slot is reserved but waits for the resident's confirmation link until `hold_expires_at`."""
+
+    TYPE = "booking-held"
+    booking_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    hold_expires_at: AwareDatetime
+    language: Language = "nl"
+
+
 class BookingConfirmed(Event):
     TYPE = "booking-confirmed"
     booking_id: str

@@ -436,6 +436,7 @@ class KafkaBroker:
         ]
         self._format_storage(jvm)
 
+        self._rotate_log()
         with open(self.log_file, "ab") as log:
             log.write(f"\n===== loket_stack.kafka: starting broker {time.ctime()} =====\n".encode())
             log.flush()
@@ -474,7 +475,7 @@ class KafkaBroker:
         self._proc = self._pid = None
         self.pid_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> KafkaBroker:
         self.start()
         return self
 
@@ -482,6 +483,12 @@ class KafkaBroker:
         self.stop()
 
     # -- internals
+
+    def _rotate_log(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+        """kafka.log is appended to across starts; keep one old copy once it gets big."""
+        with contextlib.suppress(OSError):
+            if self.log_file.stat().st_size > max_bytes:
+                os.replace(self.log_file, self.log_file.with_name("kafka.log.1"))
 
     def _read_pid(self) -> int | None:
         try:

@@ -1,0 +1,68 @@
+"""CLI of the local stack: up (foreground, Ctrl-C stops), down, reset, status."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from loket_stack.runner import SERVICES, Stack, StackConfig, StackError
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "up"
+    stack = Stack(StackConfig.from_env())
+    if command == "down":
+        stack.down()
+        print("Loket stopped.")
+        return 0
+    if command == "reset":
+        stack.reset()
+        print(f"Loket stopped and {stack.config.data} wiped.")
+        return 0
+    if command == "status":
+        for name, state in stack.status().items():
+            print(f"{name:14} {state}")
+        return 0
+    if command != "up":
+        print(__doc__)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        timings = stack.up()
+    except (StackError, KeyboardInterrupt) as exc:
+        print(f"\nLoket could not start: {exc}", file=sys.stderr)
+        stack.down()
+        return 1
+    c = stack.config
+    print(f"""
+Loket is up in {time.monotonic() - started:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})
+
+  Web app and API   {c.base_url}/
+  API docs          {c.base_url}/api/v1/docs   (OpenAPI: {c.base_url}/api/v1/openapi.json)
+  Demo accounts     staff, staff-gentbrugge, ops, admin  (password: demo)
+  Services          {', '.join(f'{s} :{getattr(c, s)}' for s in SERVICES)}
+  Kafka             127.0.0.1:{c.kafka}    PostgreSQL  postgresql://postgres@127.0.0.1:{c.postgres}/
+  Mail (.eml)       {c.data / 'mail'}   SMS  {c.data / 'sms.jsonl'}
+  Logs              {c.data / 'logs'}
+
+Ctrl-C (or `make down`) stops everything; the data stays for the next `make up`.""", flush=True)
+    try:
+        while not stop.wait(1.0):
+            for name in ("gateway", *SERVICES, "sinks"):
+                if stack._running_pid(name) is None:
+                    print(f"{name} stopped unexpectedly; see {c.data / 'logs' / (name + '.log')}", flush=True)
+                    stop.set()
+    except KeyboardInterrupt:
+        pass
+    print("\nStopping Loket...", flush=True)
+    stack.down()
+    print("Loket stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,198 @@
+"""Calendar service: allocator, hold timer, agenda projection, availability and agenda APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel
+from sse_starlette.sse import EventSourceResponse
+
+from loket_calendar.adapters import store
+from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
+from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
+from loket_contracts import events as ev
+from loket_contracts.topics import BOOKINGS, CALENDAR, CATALOGUE
+from loket_runtime.auth import Principal, require_role
+from loket_runtime.consumer import Delivery, HandlerContext, PartitionBatchConsumer
+from loket_runtime.logging import get_logger
+from loket_runtime.problems import Problem, field_problem
+from loket_runtime.service import ServiceRuntime, create_app
+from loket_runtime.settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+log = get_logger(__name__)
+
+
+class CalendarSettings(ServiceSettings):
+    service_name: str = "calendar"
+    http_port: int = 8103
+    database_url: str = "postgresql://postgres@127.0.0.1:5433/loket_calendar"
+    release_holdback_seconds: float = 0
+    hold_grace_seconds: float = 30
+    hold_check_seconds: float = 1.0
+    max_availability_days: int = 92
+
+
+class SlotOut(BaseModel):
+    start: datetime
+    end: datetime
+    location: str | None = None
+
+
+class AvailabilityOut(BaseModel):
+    product: str
+    location: str | None
+    slots: list[SlotOut]
+
+
+def brussels(instant: datetime) -> str:
+    return instant.astimezone(BRUSSELS).isoformat()
+
+
+def build_app(settings: CalendarSettings | None = None) -> FastAPI:
+    settings = settings or CalendarSettings()
+    runtime = ServiceRuntime(settings, MIGRATIONS)
+    view = CatalogueView()
+    allocator = Allocator(view, AllocatorPolicy(release_holdback=timedelta(seconds=settings.release_holdback_seconds)))
+    agenda = AgendaProjection()
+    listeners: set[asyncio.Queue[str]] = set()
+
+    async def on_catalogue(ctx: HandlerContext, delivery: Delivery) -> None:
+        kind, _, entity_id = (delivery.key or "").partition(":")
+        await store.save_catalogue_entity(ctx.conn, kind, entity_id, delivery.event)
+        ctx.after_commit.append(lambda event=delivery.event: view.apply(event))
+
+    catalogue_types = [t.TYPE for t in CATALOGUE.events]
+    # Every instance reads the whole compacted catalogue topic (its own group), so each has the full view.
+    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
+        pool=pool, bootstrap=settings.kafka_bootstrap, group_id=f"calendar-catalogue-{settings.instance_id}",
+        topics=[CATALOGUE.name], handlers=dict.fromkeys(catalogue_types, on_catalogue),
+        batch_size=settings.consumer_batch_size))
+    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
+        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="calendar-allocator", topics=[BOOKINGS.name],
+        handlers=allocator.handlers(), batch_size=settings.consumer_batch_size))  # type: ignore[arg-type]
+    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
+        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="calendar-agenda",
+        topics=[BOOKINGS.name, CALENDAR.name], handlers=agenda.handlers(),  # type: ignore[arg-type]
+        batch_size=settings.consumer_batch_size))
+
+    async def load_view(rt: ServiceRuntime) -> None:
+        loaded = await store.load_catalogue(rt.pool)
+        for mapping in ("products", "locations", "desks", "schedules", "closures"):
+            getattr(view, mapping).update(getattr(loaded, mapping))
+
+    async def hold_timer(rt: ServiceRuntime) -> None:
+        while True:
+            expired = await allocator.expire_holds(rt.pool, datetime.now(UTC),
+                                                   timedelta(seconds=settings.hold_grace_seconds))
+            if expired:
+                log.info("holds expired", count=expired)
+            await asyncio.sleep(settings.hold_check_seconds)
+
+    async def agenda_listener(rt: ServiceRuntime) -> None:
+        conn = await rt.pool.acquire()
+        try:
+            await conn.add_listener(AGENDA_CHANNEL, lambda *args: [q.put_nowait(args[3]) for q in listeners])
+            await asyncio.Event().wait()
+        finally:
+            await rt.pool.release(conn)
+
+    runtime.add_task(load_view)
+    runtime.add_task(hold_timer)
+    runtime.add_task(agenda_listener)
+    app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
+    app.state.view = view
+
+    @app.get("/api/v1/availability", response_model=AvailabilityOut, tags=["availability"],
+             summary="Free start times for a product, at one location or all")
+    async def availability(
+        product: str,
+        from_: Annotated[date, Query(alias="from")],
+        to: date,
+        location: str | None = None,
+    ) -> dict[str, object]:
+        if product not in view.products:
+            raise field_problem("product", f"unknown product {product!r}")
+        if location is not None and location not in view.locations:
+            raise field_problem("location", f"unknown location {location!r}")
+        if to < from_:
+            raise field_problem("to", "must not be before from")
+        if (to - from_).days >= settings.max_availability_days:
+            raise field_problem("to", f"ask for at most {settings.max_availability_days} days at once")
+        locations = [location] if location else sorted(
+            loc.location_id for loc in view.locations.values() if product in loc.products)
+        now = datetime.now(UTC)
+        taken = await store.taken_in_range(runtime.pool, locations, local(from_, "00:00"),
+                                           local(to + timedelta(days=1), "00:00"), now)
+        slots: list[dict[str, str]] = []
+        day = from_
+        while day <= to:
+            for loc in locations:
+                for interval in free_starts(view, loc, product, day, taken.get(loc, []), now):
+                    slot = {"start": brussels(interval.start), "end": brussels(interval.end)}
+                    if location is None:
+                        slot["location"] = loc
+                    slots.append(slot)
+            day += timedelta(days=1)
+        return {"product": product, "location": location, "slots": slots}
+
+    @app.get("/api/v1/agenda/{location}", tags=["agenda"], summary="The agenda of a counter for one day")
+    async def get_agenda(
+        location: str,
+        principal: Annotated[Principal, require_role("staff", "ops", "admin")],
+        date_: Annotated[date, Query(alias="date")],
+        as_of: datetime | None = None,
+    ) -> dict[str, object]:
+        if location not in view.locations:
+            raise Problem(404, "Not found", f"No location {location!r}.")
+        principal.require_location(location)
+        if as_of is not None and as_of.tzinfo is None:
+            raise field_problem("as_of", "give an instant with its offset, e.g. 2026-12-01T10:00:00+01:00")
+        rows = await agenda_rows(runtime.pool, location, date_, as_of)
+        desks: dict[str, list[dict[str, object]]] = {
+            d.desk_id: [] for d in sorted(view.desks.values(), key=lambda d: d.desk_id) if d.location_id == location
+        }
+        for row in rows:
+            desks.setdefault(row.get("desk_id") or "unassigned", []).append({
+                "booking": row["booking_id"], "start": brussels(row["start_at"]), "end": brussels(row["end_at"]),
+                "product": row["product_id"], "status": row["status"],
+                "person": {"given_name": row.get("given_name"), "family_name": row.get("family_name")},
+            })
+        return {"location": location, "date": date_.isoformat(),
+                "as_of": brussels(as_of or datetime.now(UTC)),
+                "desks": [{"desk": desk, "appointments": appts} for desk, appts in desks.items()]}
+
+    @app.get("/api/v1/agenda/{location}/stream", tags=["agenda"],
+             summary="Server-Sent Events: one `agenda-changed` event per change at the location")
+    async def agenda_stream(
+        location: str, request: Request,
+        principal: Annotated[Principal, require_role("staff", "ops", "admin")],
+    ) -> EventSourceResponse:
+        principal.require_location(location)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        listeners.add(queue)
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            try:
+                yield {"event": "ready", "data": json.dumps({"location": location})}
+                while True:
+                    changed = await queue.get()
+                    if changed == location:
+                        yield {"event": "agenda-changed",
+                               "data": json.dumps({"location": location, "at": datetime.now(UTC).isoformat()})}
+            finally:
+                listeners.discard(queue)
+
+        return EventSourceResponse(events(), ping=15)
+
+    return app
+
+
+__all__ = ["build_app", "ev"]
