@@ -367,6 +367,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ClosureDeclared,
         ClosureLifted,
         BookingRequested,
+        BookingHeld,
         BookingConfirmed,
         BookingRejected,
         BookingCancelled,

@@ -56,6 +56,7 @@ BOOKINGS = Topic(
     "location sees a booking's request, confirmation, reschedule and cancellation in order.",
     events=(
         ev.BookingRequested,
+        ev.BookingHeld,
         ev.BookingConfirmed,
         ev.BookingRejected,
         ev.BookingCancelled,
