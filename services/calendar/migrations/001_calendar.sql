@@ -1,13 +1,5 @@
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
--- The catalogue as the calendar knows it, built only from the catalogue topic.
-CREATE TABLE catalogue_view (
-    kind text  NOT NULL,
-    id   text  NOT NULL,
-    data jsonb NOT NULL,
-    PRIMARY KEY (kind, id)
-);
-
 -- Active reservations: who holds which desk at which time. The exclusion constraint is the
 -- backstop against two bookings on one desk-time, even with two allocators during a rebalance.
 CREATE TABLE reservations (

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from loket_stack.runner import SERVICES, Stack, StackConfig, StackError
+from loket_stack.runner import Stack, StackConfig, StackError
 
 
 def main(argv: list[str]) -> int:
@@ -44,18 +44,19 @@ Loket is up in {time.monotonic() - started:.1f}s ({', '.join(f'{k} {v:.1f}s' for
   Web app and API   {c.base_url}/
   API docs          {c.base_url}/api/v1/docs   (OpenAPI: {c.base_url}/api/v1/openapi.json)
   Demo accounts     staff, staff-gentbrugge, ops, admin  (password: demo)
-  Services          {', '.join(f'{s} :{getattr(c, s)}' for s in SERVICES)}
+  Services          {', '.join(f'{s} :{getattr(c, s)}' for s in stack.services)}
   Kafka             127.0.0.1:{c.kafka}    PostgreSQL  postgresql://postgres@127.0.0.1:{c.postgres}/
   Mail (.eml)       {c.data / 'mail'}   SMS  {c.data / 'sms.jsonl'}
   Logs              {c.data / 'logs'}
 
 Ctrl-C (or `make down`) stops everything; the data stays for the next `make up`.""", flush=True)
+    reported: set[str] = set()
     try:
         while not stop.wait(1.0):
-            for name in ("gateway", *SERVICES, "sinks"):
-                if stack._running_pid(name) is None:
+            for name in ("gateway", *stack.services, "sinks"):
+                if name not in reported and stack._running_pid(name) is None:
+                    reported.add(name)
                     print(f"{name} stopped unexpectedly; see {c.data / 'logs' / (name + '.log')}", flush=True)
-                    stop.set()
     except KeyboardInterrupt:
         pass
     print("\nStopping Loket...", flush=True)

@@ -13,6 +13,7 @@ Each process logs to .data/logs/<name>.log.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -77,6 +78,11 @@ class Stack:
         self.config = config
         self.logs = config.data / "logs"
         self.run_dir = config.data / "run"
+        # A service is started when its package has an entry point (`python -m loket_<name>`).
+        skip = set(filter(None, os.environ.get("LOKET_STACK_SKIP", "").split(",")))
+        self.services = [
+            s for s in SERVICES if s not in skip and importlib.util.find_spec(f"loket_{s}.__main__") is not None
+        ]
         self.postgres = EmbeddedPostgres(config.data / "pg", config.postgres)
         self.kafka = KafkaBroker(
             data_dir=config.data / "kafka", port=config.kafka, controller_port=config.kafka_controller,
@@ -170,7 +176,7 @@ class Stack:
         self._spawn("gateway", [python, "-m", "loket_stack.gateway", "--port", str(c.gateway),
                                 "--key-file", str(c.data / "auth" / "signing-key.pem"), *upstreams, *web_args],
                     {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"}, c.gateway)
-        for service in SERVICES:
+        for service in self.services:
             self._spawn(service, [python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
         self.wait_ready(timeout)
         timings["services"] = time.monotonic() - t
@@ -178,7 +184,7 @@ class Stack:
 
     def wait_ready(self, timeout: float) -> None:
         c = self.config
-        checks = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in SERVICES}
+        checks = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
         checks["gateway"] = f"{c.base_url}/healthz"
         checks["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
         deadline = time.monotonic() + timeout
@@ -241,7 +247,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class _suppress_lookup:  # noqa: N801
+class _suppress_lookup:
     def __enter__(self) -> None:
         return None
 

@@ -33,7 +33,7 @@ class MailFolder:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if time.time() < REFUSE_UNTIL["smtp"]:
             return "451 4.3.0 Temporarily refusing mail (test switch)"
         raw = envelope.original_content or b""

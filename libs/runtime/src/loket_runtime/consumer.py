@@ -28,6 +28,7 @@ from loket_contracts.topics import DEAD_LETTERS
 from loket_contracts.upcasting import UnknownEventType, parse_event
 from pydantic import ValidationError
 
+from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import bound, get_logger
 from loket_runtime.outbox import Outbox
 
@@ -38,6 +39,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    ConcurrencyError,
     ConnectionError,
     TimeoutError,
     OSError,

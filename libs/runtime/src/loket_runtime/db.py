@@ -39,9 +39,9 @@ async def migrate(dsn: str, migrations_dir: Path | None) -> list[str]:
             " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
-        files: list[tuple[str, str]] = [
-            ("000_runtime.sql", resources.files("loket_runtime").joinpath("schema.sql").read_text())
-        ]
+        # The runtime's schema is idempotent (IF NOT EXISTS) and runs on every start.
+        await conn.execute(resources.files("loket_runtime").joinpath("schema.sql").read_text())
+        files: list[tuple[str, str]] = []
         if migrations_dir is not None and migrations_dir.is_dir():
             files += [(p.name, p.read_text()) for p in sorted(migrations_dir.glob("*.sql"))]
         for name, sql in files:

@@ -53,3 +53,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     replayed_at    timestamptz,
     UNIQUE (consumer_group, topic, partition, "offset")
 );
+
+-- A service's copy of the catalogue (see catalogue.py); unused by the catalogue service itself.
+CREATE TABLE IF NOT EXISTS catalogue_view (
+    kind text  NOT NULL,
+    id   text  NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (kind, id)
+);

@@ -1,5 +1,6 @@
-from loket_calendar.entrypoints.app import CalendarSettings, build_app
 from loket_runtime.service import serve
+
+from loket_calendar.entrypoints.app import CalendarSettings, build_app
 
 settings = CalendarSettings()
 serve(build_app(settings), settings)

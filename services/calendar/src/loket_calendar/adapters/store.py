@@ -8,56 +8,52 @@ from typing import Any
 
 import asyncpg
 from asyncpg import Range
-from loket_contracts import events as ev
-from loket_contracts.events import EVENT_TYPES
 
-from loket_calendar.domain.schedule import Booked, CatalogueView, Interval
+from loket_calendar.domain.schedule import Booked, Interval
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
 
-async def load_catalogue(conn: Executor) -> CatalogueView:
-    view = CatalogueView()
-    for row in await conn.fetch("SELECT kind, data FROM catalogue_view ORDER BY kind, id"):
-        event_type = row["data"]["__type"]
-        view.apply(EVENT_TYPES[event_type].model_validate(row["data"]))
-    return view
-
-
-async def save_catalogue_entity(conn: asyncpg.Connection, kind: str, entity_id: str, event: ev.Event) -> None:
-    if isinstance(event, ev.ProductRetired | ev.DeskRemoved | ev.ClosureLifted):
-        await conn.execute("DELETE FROM catalogue_view WHERE kind = $1 AND id = $2", kind, entity_id)
-        return
-    data = event.model_dump(mode="json") | {"__type": event.TYPE}
-    await conn.execute(
-        "INSERT INTO catalogue_view (kind, id, data) VALUES ($1, $2, $3)"
-        " ON CONFLICT (kind, id) DO UPDATE SET data = EXCLUDED.data",
-        kind, entity_id, data,
-    )
-
-
-async def taken_around(conn: Executor, location_id: str, start: datetime, end: datetime, now: datetime,
-                       ignore_booking: str | None = None) -> list[Booked]:
+async def taken_around(
+    conn: Executor, location_id: str, start: datetime, end: datetime, now: datetime, ignore_booking: str | None = None
+) -> list[Booked]:
     """Active reservations and still-held-back freed slots of a location that touch [start, end)."""
     rows = await conn.fetch(
         "SELECT desk_id, lower(during) AS s, upper(during) AS e FROM reservations"
         " WHERE location_id = $1 AND during && tstzrange($2, $3) AND booking_id IS DISTINCT FROM $5"
         " UNION ALL SELECT desk_id, lower(during), upper(during) FROM held_back"
         " WHERE location_id = $1 AND during && tstzrange($2, $3) AND available_from > $4",
-        location_id, start, end, now, ignore_booking,
+        location_id,
+        start,
+        end,
+        now,
+        ignore_booking,
     )
     return [Booked(r["desk_id"], Interval(r["s"], r["e"])) for r in rows]
 
 
 async def insert_reservation(
-    conn: asyncpg.Connection, booking_id: str, location_id: str, desk_id: str, product_id: str,
-    start: datetime, end: datetime, hold_expires_at: datetime | None, language: str,
+    conn: asyncpg.Connection,
+    booking_id: str,
+    location_id: str,
+    desk_id: str,
+    product_id: str,
+    start: datetime,
+    end: datetime,
+    hold_expires_at: datetime | None,
+    language: str,
 ) -> None:
     await conn.execute(
         "INSERT INTO reservations (booking_id, location_id, desk_id, product_id, during, status, hold_expires_at,"
         " language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        booking_id, location_id, desk_id, product_id, Range(start, end),
-        "held" if hold_expires_at else "confirmed", hold_expires_at, language,
+        booking_id,
+        location_id,
+        desk_id,
+        product_id,
+        Range(start, end),
+        "held" if hold_expires_at else "confirmed",
+        hold_expires_at,
+        language,
     )
 
 
@@ -77,23 +73,31 @@ async def record_decision(conn: asyncpg.Connection, booking_id: str, outcome: st
     return bool(status.endswith(" 1"))
 
 
-async def hold_back(conn: asyncpg.Connection, desk_id: str, location_id: str, start: datetime, end: datetime,
-                    available_from: datetime) -> None:
+async def hold_back(
+    conn: asyncpg.Connection, desk_id: str, location_id: str, start: datetime, end: datetime, available_from: datetime
+) -> None:
     await conn.execute(
         "INSERT INTO held_back (desk_id, location_id, during, available_from) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (desk_id, during) DO UPDATE SET available_from = EXCLUDED.available_from",
-        desk_id, location_id, Range(start, end), available_from,
+        desk_id,
+        location_id,
+        Range(start, end),
+        available_from,
     )
 
 
-async def taken_in_range(conn: Executor, location_ids: list[str], start: datetime, end: datetime,
-                         now: datetime) -> dict[str, list[Booked]]:
+async def taken_in_range(
+    conn: Executor, location_ids: list[str], start: datetime, end: datetime, now: datetime
+) -> dict[str, list[Booked]]:
     rows = await conn.fetch(
         "SELECT location_id, desk_id, lower(during) AS s, upper(during) AS e FROM reservations"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
         " UNION ALL SELECT location_id, desk_id, lower(during), upper(during) FROM held_back"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3) AND available_from > $4",
-        location_ids, start, end, now,
+        location_ids,
+        start,
+        end,
+        now,
     )
     result: dict[str, list[Booked]] = {}
     for r in rows:
@@ -123,10 +127,13 @@ async def delete_reservation(conn: asyncpg.Connection, booking_id: str) -> Freed
     return Freed(row["desk_id"], row["location_id"], row["product_id"], row["s"], row["e"]) if row else None
 
 
-async def move_reservation(conn: asyncpg.Connection, booking_id: str, desk_id: str, start: datetime,
-                           end: datetime) -> None:
+async def move_reservation(
+    conn: asyncpg.Connection, booking_id: str, desk_id: str, start: datetime, end: datetime
+) -> None:
     await conn.execute(
-        "UPDATE reservations SET desk_id = $2, during = $3 WHERE booking_id = $1", booking_id, desk_id,
+        "UPDATE reservations SET desk_id = $2, during = $3 WHERE booking_id = $1",
+        booking_id,
+        desk_id,
         Range(start, end),
     )
 

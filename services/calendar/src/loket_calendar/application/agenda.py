@@ -11,14 +11,23 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-
-from loket_calendar.domain.schedule import local_day
 from loket_contracts import events as ev
 from loket_runtime.consumer import Delivery, HandlerContext
 
+from loket_calendar.domain.schedule import local_day
+
 AGENDA_CHANNEL = "loket_agenda"
-STATUS_RANK = {"requested": 0, "held": 1, "confirmed": 2, "checked_in": 3,
-               "completed": 4, "no_show": 4, "cancelled": 4, "expired": 4, "rejected": 4}
+STATUS_RANK = {
+    "requested": 0,
+    "held": 1,
+    "confirmed": 2,
+    "checked_in": 3,
+    "completed": 4,
+    "no_show": 4,
+    "cancelled": 4,
+    "expired": 4,
+    "rejected": 4,
+}
 VISIBLE = ("held", "confirmed", "checked_in", "completed", "no_show", "cancelled")
 
 
@@ -26,38 +35,75 @@ def changes_for(event: ev.Event) -> dict[str, Any] | None:
     """The agenda fields an event sets, or None when it does not touch the agenda."""
     match event:
         case ev.BookingRequested():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.end, "status": "requested", "given_name": event.person.given_name,
-                    "family_name": event.person.family_name}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.end,
+                "status": "requested",
+                "given_name": event.person.given_name,
+                "family_name": event.person.family_name,
+            }
         case ev.SlotReserved():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.end, "desk_id": event.desk_id,
-                    "status": "held" if event.hold_expires_at else "confirmed"}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.end,
+                "desk_id": event.desk_id,
+                "status": "held" if event.hold_expires_at else "confirmed",
+            }
         case ev.BookingConfirmed():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.end, "desk_id": event.desk_id, "status": "confirmed"}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.end,
+                "desk_id": event.desk_id,
+                "status": "confirmed",
+            }
         case ev.SlotRejected() | ev.BookingRejected():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.start, "status": "rejected"}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.start,
+                "status": "rejected",
+            }
         case ev.BookingCancelled():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.end, "status": "cancelled"}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.end,
+                "status": "cancelled",
+            }
         case ev.HoldExpired():
-            return {"location_id": event.location_id, "start_at": event.start, "end_at": event.end,
-                    "status": "expired"}
+            return {"location_id": event.location_id, "start_at": event.start, "end_at": event.end, "status": "expired"}
         case ev.BookingExpired():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "status": "expired"}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "status": "expired",
+            }
         case ev.RescheduleReserved():
-            return {"location_id": event.location_id, "product_id": event.product_id, "start_at": event.start,
-                    "end_at": event.end, "desk_id": event.desk_id, "moved": True}
+            return {
+                "location_id": event.location_id,
+                "product_id": event.product_id,
+                "start_at": event.start,
+                "end_at": event.end,
+                "desk_id": event.desk_id,
+                "moved": True,
+            }
         case ev.AttendanceRecorded():
             return {"location_id": event.location_id, "status": event.outcome}
     return None
 
 
-async def apply_change(conn: asyncpg.Connection, booking_id: str, event_time: datetime,
-                       changes: dict[str, Any]) -> str | None:
+async def apply_change(
+    conn: asyncpg.Connection, booking_id: str, event_time: datetime, changes: dict[str, Any]
+) -> str | None:
     """Merge `changes` into the booking's row; return the location whose agenda changed."""
     current = await conn.fetchrow("SELECT * FROM agenda WHERE booking_id = $1 FOR UPDATE", booking_id)
     row: dict[str, Any] = dict(current.items()) if current else {}
@@ -84,18 +130,35 @@ async def apply_change(conn: asyncpg.Connection, booking_id: str, event_time: da
         " desk_id = EXCLUDED.desk_id, product_id = EXCLUDED.product_id, start_at = EXCLUDED.start_at,"
         " end_at = EXCLUDED.end_at, status = EXCLUDED.status, given_name = EXCLUDED.given_name,"
         " family_name = EXCLUDED.family_name, updated_at = EXCLUDED.updated_at",
-        booking_id, row["location_id"], row["day"], row.get("desk_id"), row["product_id"], row["start_at"],
-        row["end_at"], row["status"], row.get("given_name"), row.get("family_name"), event_time,
+        booking_id,
+        row["location_id"],
+        row["day"],
+        row.get("desk_id"),
+        row["product_id"],
+        row["start_at"],
+        row["end_at"],
+        row["status"],
+        row.get("given_name"),
+        row.get("family_name"),
+        event_time,
     )
     snapshot = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
     if old_day is not None and old_day != row["day"]:
         await conn.execute(
             "INSERT INTO agenda_history (booking_id, location_id, day, event_time, row_data) VALUES ($1,$2,$3,$4,$5)",
-            booking_id, row["location_id"], old_day, event_time, snapshot | {"status": "moved-away"},
+            booking_id,
+            row["location_id"],
+            old_day,
+            event_time,
+            snapshot | {"status": "moved-away"},
         )
     await conn.execute(
         "INSERT INTO agenda_history (booking_id, location_id, day, event_time, row_data) VALUES ($1, $2, $3, $4, $5)",
-        booking_id, row["location_id"], row["day"], event_time, snapshot,
+        booking_id,
+        row["location_id"],
+        row["day"],
+        event_time,
+        snapshot,
     )
     return str(row["location_id"])
 
@@ -104,9 +167,18 @@ class AgendaProjection:
     TABLES = ("agenda", "agenda_history")
 
     def handlers(self) -> dict[str, object]:
-        types = (ev.BookingRequested, ev.SlotReserved, ev.BookingConfirmed, ev.SlotRejected, ev.BookingRejected,
-                 ev.BookingCancelled, ev.HoldExpired, ev.BookingExpired, ev.RescheduleReserved,
-                 ev.AttendanceRecorded)
+        types = (
+            ev.BookingRequested,
+            ev.SlotReserved,
+            ev.BookingConfirmed,
+            ev.SlotRejected,
+            ev.BookingRejected,
+            ev.BookingCancelled,
+            ev.HoldExpired,
+            ev.BookingExpired,
+            ev.RescheduleReserved,
+            ev.AttendanceRecorded,
+        )
         return {t.TYPE: self.on_event for t in types}
 
     async def on_event(self, ctx: HandlerContext, delivery: Delivery) -> None:
@@ -119,18 +191,23 @@ class AgendaProjection:
             await ctx.conn.execute("SELECT pg_notify($1, $2)", AGENDA_CHANNEL, location)
 
 
-async def agenda_rows(conn: asyncpg.Pool | asyncpg.Connection, location_id: str, day: Any,
-                      as_of: datetime | None) -> list[dict[str, Any]]:
+async def agenda_rows(
+    conn: asyncpg.Pool | asyncpg.Connection, location_id: str, day: Any, as_of: datetime | None
+) -> list[dict[str, Any]]:
     if as_of is None:
         rows = await conn.fetch(
             "SELECT * FROM agenda WHERE location_id = $1 AND day = $2 AND status = ANY($3::text[]) ORDER BY start_at",
-            location_id, day, list(VISIBLE),
+            location_id,
+            day,
+            list(VISIBLE),
         )
         return [dict(r.items()) for r in rows]
     rows = await conn.fetch(
         "SELECT DISTINCT ON (booking_id) booking_id, row_data FROM agenda_history"
         " WHERE location_id = $1 AND day = $2 AND event_time <= $3 ORDER BY booking_id, event_time DESC, id DESC",
-        location_id, day, as_of,
+        location_id,
+        day,
+        as_of,
     )
     result = []
     for r in rows:

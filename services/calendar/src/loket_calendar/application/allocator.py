@@ -18,7 +18,16 @@ from loket_runtime.consumer import Delivery, HandlerContext
 from loket_runtime.logging import get_logger
 
 from loket_calendar.adapters import store
-from loket_calendar.domain.schedule import Booked, CatalogueView, Interval, Rejection, free_desk, free_starts, local, local_day
+from loket_calendar.domain.schedule import (
+    Booked,
+    CatalogueView,
+    Interval,
+    Rejection,
+    free_desk,
+    free_starts,
+    local,
+    local_day,
+)
 
 SOURCE = "loket/calendar"
 log = get_logger(__name__)
@@ -33,9 +42,12 @@ class AllocatorPolicy:
 
 async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: Envelope | None) -> None:
     envelope = Envelope(
-        type=event.TYPE, source=SOURCE, subject=getattr(event, "booking_id", None),
+        type=event.TYPE,
+        source=SOURCE,
+        subject=getattr(event, "booking_id", None),
         correlationid=(cause.correlationid or cause.subject) if cause else None,
-        causationid=cause.id if cause else None, data=event.model_dump(mode="json"),
+        causationid=cause.id if cause else None,
+        data=event.model_dump(mode="json"),
     )
     await ctx.outbox.add(ctx.conn, CALENDAR.name, location_id, [envelope])
 
@@ -58,24 +70,53 @@ class Allocator:
         assert isinstance(req, ev.BookingRequested)
         if not await store.record_decision(ctx.conn, req.booking_id, "decided"):
             return  # decided before: a redelivery must not take a second desk
-        decision = await self.place(ctx.conn, req.booking_id, req.location_id, req.product_id, req.start,
-                                    req.requested_at, req.language)
+        decision = await self.place(
+            ctx.conn, req.booking_id, req.location_id, req.product_id, req.start, req.requested_at, req.language
+        )
         if isinstance(decision, Rejection):
-            alternatives = await self.alternatives(ctx.conn, req.location_id, req.product_id, req.start,
-                                                   req.requested_at)
-            await emit(ctx, ev.SlotRejected(booking_id=req.booking_id, location_id=req.location_id,
-                                            product_id=req.product_id, start=req.start, reason=decision.reason,
-                                            alternatives=alternatives), req.location_id, delivery.envelope)
+            alternatives = await self.alternatives(
+                ctx.conn, req.location_id, req.product_id, req.start, req.requested_at
+            )
+            await emit(
+                ctx,
+                ev.SlotRejected(
+                    booking_id=req.booking_id,
+                    location_id=req.location_id,
+                    product_id=req.product_id,
+                    start=req.start,
+                    reason=decision.reason,
+                    alternatives=alternatives,
+                ),
+                req.location_id,
+                delivery.envelope,
+            )
             return
         desk_id, interval, hold_expires_at = decision
-        await emit(ctx, ev.SlotReserved(booking_id=req.booking_id, location_id=req.location_id,
-                                        product_id=req.product_id, desk_id=desk_id, start=interval.start,
-                                        end=interval.end, hold_expires_at=hold_expires_at),
-                   req.location_id, delivery.envelope)
+        await emit(
+            ctx,
+            ev.SlotReserved(
+                booking_id=req.booking_id,
+                location_id=req.location_id,
+                product_id=req.product_id,
+                desk_id=desk_id,
+                start=interval.start,
+                end=interval.end,
+                hold_expires_at=hold_expires_at,
+            ),
+            req.location_id,
+            delivery.envelope,
+        )
 
     async def place(
-        self, conn: asyncpg.Connection, booking_id: str, location_id: str, product_id: str, start: datetime,
-        now: datetime, language: str, ignore_booking: str | None = None,
+        self,
+        conn: asyncpg.Connection,
+        booking_id: str,
+        location_id: str,
+        product_id: str,
+        start: datetime,
+        now: datetime,
+        language: str,
+        ignore_booking: str | None = None,
     ) -> tuple[str, Interval, datetime | None] | Rejection:
         product = self.view.products.get(product_id)
         duration = timedelta(minutes=product.duration_minutes if product else 0)
@@ -91,8 +132,17 @@ class Allocator:
                 if ignore_booking:
                     await store.move_reservation(conn, ignore_booking, choice.desk_id, interval.start, interval.end)
                 else:
-                    await store.insert_reservation(conn, booking_id, location_id, choice.desk_id, product_id,
-                                                   interval.start, interval.end, hold, language)
+                    await store.insert_reservation(
+                        conn,
+                        booking_id,
+                        location_id,
+                        choice.desk_id,
+                        product_id,
+                        interval.start,
+                        interval.end,
+                        hold,
+                        language,
+                    )
         except asyncpg.ExclusionViolationError:
             # Another allocator (a rebalance) took it first: the constraint keeps the desk single.
             log.warning("exclusion constraint refused a reservation", booking_id=booking_id)
@@ -105,7 +155,8 @@ class Allocator:
         """The nearest free starts at the same location, then at the other locations offering it."""
         found: list[ev.Slot] = []
         others = sorted(
-            loc.location_id for loc in self.view.locations.values()
+            loc.location_id
+            for loc in self.view.locations.values()
             if product_id in loc.products and loc.location_id != location_id
         )
         day = local_day(start)
@@ -118,8 +169,9 @@ class Allocator:
             candidates: list[ev.Slot] = []
             for loc in group:
                 for offset in range(self.policy.alternative_days):
-                    slots = free_starts(self.view, loc, product_id, day + timedelta(days=offset),
-                                        taken.get(loc, []), now)
+                    slots = free_starts(
+                        self.view, loc, product_id, day + timedelta(days=offset), taken.get(loc, []), now
+                    )
                     candidates += [ev.Slot(start=s.start, end=s.end, location_id=loc) for s in slots]
                     if len(candidates) >= 50:
                         break
@@ -140,16 +192,27 @@ class Allocator:
         if freed is not None:
             await self.release(ctx, freed, event.cancelled_at, "cancelled", delivery.envelope)
 
-    async def release(self, ctx: HandlerContext, freed: store.Freed, at: datetime, cause: str,
-                      envelope: Envelope | None) -> None:
+    async def release(
+        self, ctx: HandlerContext, freed: store.Freed, at: datetime, cause: str, envelope: Envelope | None
+    ) -> None:
         available_from = at + self.policy.release_holdback
         if self.policy.release_holdback > timedelta(0):
             await store.hold_back(ctx.conn, freed.desk_id, freed.location_id, freed.start, freed.end, available_from)
         desk = self.view.desks.get(freed.desk_id)
-        await emit(ctx, ev.SlotReleased(location_id=freed.location_id, desk_id=freed.desk_id, start=freed.start,
-                                        end=freed.end, products=desk.products if desk else [freed.product_id],
-                                        available_from=available_from, cause=cause),  # type: ignore[arg-type]
-                   freed.location_id, envelope)
+        await emit(
+            ctx,
+            ev.SlotReleased(
+                location_id=freed.location_id,
+                desk_id=freed.desk_id,
+                start=freed.start,
+                end=freed.end,
+                products=desk.products if desk else [freed.product_id],
+                available_from=available_from,
+                cause=cause,
+            ),  # type: ignore[arg-type]
+            freed.location_id,
+            envelope,
+        )
 
     async def on_reschedule(self, ctx: HandlerContext, delivery: Delivery) -> None:
         event = delivery.event
@@ -158,27 +221,66 @@ class Allocator:
             return
         current = await store.reservation(ctx.conn, event.booking_id)
         if current is None:
-            await emit(ctx, ev.RescheduleRejected(booking_id=event.booking_id, request_id=event.request_id,
-                                                  location_id=event.location_id, new_start=event.new_start,
-                                                  reason="slot-taken"), event.location_id, delivery.envelope)
+            await emit(
+                ctx,
+                ev.RescheduleRejected(
+                    booking_id=event.booking_id,
+                    request_id=event.request_id,
+                    location_id=event.location_id,
+                    new_start=event.new_start,
+                    reason="slot-taken",
+                ),
+                event.location_id,
+                delivery.envelope,
+            )
             return
-        old = store.Freed(current["desk_id"], current["location_id"], current["product_id"], current["start_at"],
-                          current["end_at"])
-        decision = await self.place(ctx.conn, event.booking_id, event.location_id, event.product_id, event.new_start,
-                                    event.requested_at, current["language"], ignore_booking=event.booking_id)
+        old = store.Freed(
+            current["desk_id"], current["location_id"], current["product_id"], current["start_at"], current["end_at"]
+        )
+        decision = await self.place(
+            ctx.conn,
+            event.booking_id,
+            event.location_id,
+            event.product_id,
+            event.new_start,
+            event.requested_at,
+            current["language"],
+            ignore_booking=event.booking_id,
+        )
         if isinstance(decision, Rejection):
-            alternatives = await self.alternatives(ctx.conn, event.location_id, event.product_id, event.new_start,
-                                                   event.requested_at)
-            await emit(ctx, ev.RescheduleRejected(booking_id=event.booking_id, request_id=event.request_id,
-                                                  location_id=event.location_id, new_start=event.new_start,
-                                                  reason=decision.reason, alternatives=alternatives),
-                       event.location_id, delivery.envelope)
+            alternatives = await self.alternatives(
+                ctx.conn, event.location_id, event.product_id, event.new_start, event.requested_at
+            )
+            await emit(
+                ctx,
+                ev.RescheduleRejected(
+                    booking_id=event.booking_id,
+                    request_id=event.request_id,
+                    location_id=event.location_id,
+                    new_start=event.new_start,
+                    reason=decision.reason,
+                    alternatives=alternatives,
+                ),
+                event.location_id,
+                delivery.envelope,
+            )
             return
         desk_id, interval, _ = decision
-        await emit(ctx, ev.RescheduleReserved(booking_id=event.booking_id, request_id=event.request_id,
-                                              location_id=event.location_id, product_id=event.product_id,
-                                              desk_id=desk_id, old_start=old.start, start=interval.start,
-                                              end=interval.end), event.location_id, delivery.envelope)
+        await emit(
+            ctx,
+            ev.RescheduleReserved(
+                booking_id=event.booking_id,
+                request_id=event.request_id,
+                location_id=event.location_id,
+                product_id=event.product_id,
+                desk_id=desk_id,
+                old_start=old.start,
+                start=interval.start,
+                end=interval.end,
+            ),
+            event.location_id,
+            delivery.envelope,
+        )
         await self.release(ctx, old, event.requested_at, "rescheduled", delivery.envelope)
 
     async def expire_holds(self, pool: asyncpg.Pool, now: datetime, grace: timedelta) -> int:
@@ -189,11 +291,21 @@ class Allocator:
             rows = await store.take_expired_holds(conn, now - grace)
             ctx = HandlerContext(conn=conn, outbox=Outbox())
             for row in rows:
-                freed = store.Freed(row["desk_id"], row["location_id"], row["product_id"], row["start_at"],
-                                    row["end_at"])
-                await emit(ctx, ev.HoldExpired(booking_id=row["booking_id"], location_id=row["location_id"],
-                                               desk_id=row["desk_id"], start=row["start_at"], end=row["end_at"]),
-                           row["location_id"], None)
+                freed = store.Freed(
+                    row["desk_id"], row["location_id"], row["product_id"], row["start_at"], row["end_at"]
+                )
+                await emit(
+                    ctx,
+                    ev.HoldExpired(
+                        booking_id=row["booking_id"],
+                        location_id=row["location_id"],
+                        desk_id=row["desk_id"],
+                        start=row["start_at"],
+                        end=row["end_at"],
+                    ),
+                    row["location_id"],
+                    None,
+                )
                 await self.release(ctx, freed, row["hold_expires_at"], "expired", None)
         return len(rows)
 

@@ -7,70 +7,11 @@ UTC. Nothing here reads the clock: `now` is always passed in, so decisions repla
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from loket_contracts import events as ev
-
-BRUSSELS = ZoneInfo("Europe/Brussels")
-
-
-@dataclass(frozen=True)
-class Interval:
-    start: datetime
-    end: datetime
-
-    def overlaps(self, other: Interval) -> bool:
-        return self.start < other.end and other.start < self.end
-
-
-@dataclass
-class CatalogueView:
-    """What the calendar knows of the catalogue, rebuilt from the catalogue topic."""
-
-    products: dict[str, ev.ProductDefined] = field(default_factory=dict)
-    locations: dict[str, ev.LocationDefined] = field(default_factory=dict)
-    desks: dict[str, ev.DeskDefined] = field(default_factory=dict)
-    schedules: dict[str, ev.SchedulePublished] = field(default_factory=dict)
-    closures: dict[str, ev.ClosureDeclared] = field(default_factory=dict)
-
-    def apply(self, event: ev.Event) -> None:
-        match event:
-            case ev.ProductDefined():
-                self.products[event.product_id] = event
-            case ev.ProductRetired():
-                self.products.pop(event.product_id, None)
-            case ev.LocationDefined():
-                self.locations[event.location_id] = event
-            case ev.DeskDefined():
-                self.desks[event.desk_id] = event
-            case ev.DeskRemoved():
-                self.desks.pop(event.desk_id, None)
-            case ev.SchedulePublished():
-                self.schedules[event.schedule_id] = event
-            case ev.ClosureDeclared():
-                self.closures[event.closure_id] = event
-            case ev.ClosureLifted():
-                self.closures.pop(event.closure_id, None)
-
-    def desks_for(self, location_id: str, product_id: str) -> list[ev.DeskDefined]:
-        return sorted(
-            (d for d in self.desks.values() if d.location_id == location_id and product_id in d.products),
-            key=desk_preference,
-        )
-
-    def is_closed(self, location_id: str, day: date) -> bool:
-        return any(c.day == day and c.location_id in (None, location_id) for c in self.closures.values())
-
-    def desk_hours(self, desk_id: str, day: date) -> list[Interval]:
-        """The desk's open intervals on a local day, from the schedule in force that day."""
-        in_force = [s for s in self.schedules.values() if s.desk_id == desk_id and s.effective_from <= day]
-        if not in_force:
-            return []
-        schedule = max(in_force, key=lambda s: s.effective_from)
-        blocks = schedule.weekly.get(str(day.isoweekday()), [])
-        return [Interval(local(day, b.start), local(day, b.end)) for b in blocks]
+from loket_runtime.catalogue import BRUSSELS, CatalogueView, Interval, local, local_day
 
 
 def desk_preference(desk: ev.DeskDefined) -> tuple[int, str]:
@@ -79,17 +20,6 @@ def desk_preference(desk: ev.DeskDefined) -> tuple[int, str]:
     Versatile desks stay free for the products only they serve, and bookings fill desks in a
     fixed order, which keeps each desk's day packed instead of spread thin over all desks."""
     return (len(desk.products), desk.desk_id)
-
-
-def local(day: date, hhmm: str) -> datetime:
-    if hhmm == "24:00":
-        return datetime.combine(day + timedelta(days=1), time(0), BRUSSELS)
-    hours, minutes = hhmm.split(":")
-    return datetime.combine(day, time(int(hours), int(minutes)), BRUSSELS)
-
-
-def local_day(instant: datetime) -> date:
-    return instant.astimezone(BRUSSELS).date()
 
 
 @dataclass(frozen=True)
@@ -138,7 +68,7 @@ def free_desk(
     wanted = Interval(start, start + timedelta(minutes=product.duration_minutes))
     taken_list = list(taken)
     inside_hours = False
-    for desk in view.desks_for(location_id, product_id):
+    for desk in sorted(view.desks_for(location_id, product_id), key=desk_preference):
         if not any(h.start <= wanted.start and wanted.end <= h.end for h in view.desk_hours(desk.desk_id, day)):
             continue
         inside_hours = True
@@ -168,15 +98,30 @@ def free_starts(
     for booked in taken:
         by_desk.setdefault(booked.desk_id, []).append(booked.interval)
     starts: set[datetime] = set()
-    for desk in view.desks_for(location_id, product_id):
+    for desk in sorted(view.desks_for(location_id, product_id), key=desk_preference):
         busy = sorted(by_desk.get(desk.desk_id, []), key=lambda i: i.start)
         for block in view.desk_hours(desk.desk_id, day):
             cursor = block.start
             while cursor + duration <= block.end:
                 wanted = Interval(cursor, cursor + duration)
-                if cursor not in starts and window_ok(product, cursor, now) and not any(
-                    b.overlaps(wanted) for b in busy
+                if (
+                    cursor not in starts
+                    and window_ok(product, cursor, now)
+                    and not any(b.overlaps(wanted) for b in busy)
                 ):
                     starts.add(cursor)
                 cursor += grid
     return [Interval(s, s + duration) for s in sorted(starts)]
+
+
+__all__ = [
+    "BRUSSELS",
+    "Booked",
+    "CatalogueView",
+    "Interval",
+    "Rejection",
+    "free_desk",
+    "free_starts",
+    "local",
+    "local_day",
+]

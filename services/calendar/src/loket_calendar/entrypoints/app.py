@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
+from loket_contracts import events as ev
+from loket_contracts.topics import BOOKINGS, CALENDAR
+from loket_runtime.auth import Principal, require_role
+from loket_runtime.catalogue import catalogue_consumer, load_catalogue_view
+from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.logging import get_logger
+from loket_runtime.problems import Problem, field_problem
+from loket_runtime.service import ServiceRuntime, create_app
+from loket_runtime.settings import ServiceSettings
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
@@ -17,14 +26,6 @@ from loket_calendar.adapters import store
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
 from loket_calendar.application.allocator import Allocator, AllocatorPolicy
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
-from loket_contracts import events as ev
-from loket_contracts.topics import BOOKINGS, CALENDAR, CATALOGUE
-from loket_runtime.auth import Principal, require_role
-from loket_runtime.consumer import Delivery, HandlerContext, PartitionBatchConsumer
-from loket_runtime.logging import get_logger
-from loket_runtime.problems import Problem, field_problem
-from loket_runtime.service import ServiceRuntime, create_app
-from loket_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 log = get_logger(__name__)
@@ -64,34 +65,40 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     agenda = AgendaProjection()
     listeners: set[asyncio.Queue[str]] = set()
 
-    async def on_catalogue(ctx: HandlerContext, delivery: Delivery) -> None:
-        kind, _, entity_id = (delivery.key or "").partition(":")
-        await store.save_catalogue_entity(ctx.conn, kind, entity_id, delivery.event)
-        ctx.after_commit.append(lambda event=delivery.event: view.apply(event))
-
-    catalogue_types = [t.TYPE for t in CATALOGUE.events]
-    # Every instance reads the whole compacted catalogue topic (its own group), so each has the full view.
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id=f"calendar-catalogue-{settings.instance_id}",
-        topics=[CATALOGUE.name], handlers=dict.fromkeys(catalogue_types, on_catalogue),
-        batch_size=settings.consumer_batch_size))
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="calendar-allocator", topics=[BOOKINGS.name],
-        handlers=allocator.handlers(), batch_size=settings.consumer_batch_size))  # type: ignore[arg-type]
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="calendar-agenda",
-        topics=[BOOKINGS.name, CALENDAR.name], handlers=agenda.handlers(),  # type: ignore[arg-type]
-        batch_size=settings.consumer_batch_size))
+    runtime.add_consumer(
+        lambda pool: catalogue_consumer(
+            pool, settings.kafka_bootstrap, settings.service_name, settings.instance_id, view
+        )
+    )
+    runtime.add_consumer(
+        lambda pool: PartitionBatchConsumer(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id="calendar-allocator",
+            topics=[BOOKINGS.name],
+            handlers=allocator.handlers(),
+            batch_size=settings.consumer_batch_size,
+        )
+    )  # type: ignore[arg-type]
+    runtime.add_consumer(
+        lambda pool: PartitionBatchConsumer(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id="calendar-agenda",
+            topics=[BOOKINGS.name, CALENDAR.name],
+            handlers=agenda.handlers(),  # type: ignore[arg-type]
+            batch_size=settings.consumer_batch_size,
+        )
+    )
 
     async def load_view(rt: ServiceRuntime) -> None:
-        loaded = await store.load_catalogue(rt.pool)
-        for mapping in ("products", "locations", "desks", "schedules", "closures"):
-            getattr(view, mapping).update(getattr(loaded, mapping))
+        view.replace_with(await load_catalogue_view(rt.pool))
 
     async def hold_timer(rt: ServiceRuntime) -> None:
         while True:
-            expired = await allocator.expire_holds(rt.pool, datetime.now(UTC),
-                                                   timedelta(seconds=settings.hold_grace_seconds))
+            expired = await allocator.expire_holds(
+                rt.pool, datetime.now(UTC), timedelta(seconds=settings.hold_grace_seconds)
+            )
             if expired:
                 log.info("holds expired", count=expired)
             await asyncio.sleep(settings.hold_check_seconds)
@@ -110,8 +117,12 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
     app.state.view = view
 
-    @app.get("/api/v1/availability", response_model=AvailabilityOut, tags=["availability"],
-             summary="Free start times for a product, at one location or all")
+    @app.get(
+        "/api/v1/availability",
+        response_model=AvailabilityOut,
+        tags=["availability"],
+        summary="Free start times for a product, at one location or all",
+    )
     async def availability(
         product: str,
         from_: Annotated[date, Query(alias="from")],
@@ -126,11 +137,15 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             raise field_problem("to", "must not be before from")
         if (to - from_).days >= settings.max_availability_days:
             raise field_problem("to", f"ask for at most {settings.max_availability_days} days at once")
-        locations = [location] if location else sorted(
-            loc.location_id for loc in view.locations.values() if product in loc.products)
+        locations = (
+            [location]
+            if location
+            else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
+        )
         now = datetime.now(UTC)
-        taken = await store.taken_in_range(runtime.pool, locations, local(from_, "00:00"),
-                                           local(to + timedelta(days=1), "00:00"), now)
+        taken = await store.taken_in_range(
+            runtime.pool, locations, local(from_, "00:00"), local(to + timedelta(days=1), "00:00"), now
+        )
         slots: list[dict[str, str]] = []
         day = from_
         while day <= to:
@@ -160,19 +175,31 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             d.desk_id: [] for d in sorted(view.desks.values(), key=lambda d: d.desk_id) if d.location_id == location
         }
         for row in rows:
-            desks.setdefault(row.get("desk_id") or "unassigned", []).append({
-                "booking": row["booking_id"], "start": brussels(row["start_at"]), "end": brussels(row["end_at"]),
-                "product": row["product_id"], "status": row["status"],
-                "person": {"given_name": row.get("given_name"), "family_name": row.get("family_name")},
-            })
-        return {"location": location, "date": date_.isoformat(),
-                "as_of": brussels(as_of or datetime.now(UTC)),
-                "desks": [{"desk": desk, "appointments": appts} for desk, appts in desks.items()]}
+            desks.setdefault(row.get("desk_id") or "unassigned", []).append(
+                {
+                    "booking": row["booking_id"],
+                    "start": brussels(row["start_at"]),
+                    "end": brussels(row["end_at"]),
+                    "product": row["product_id"],
+                    "status": row["status"],
+                    "person": {"given_name": row.get("given_name"), "family_name": row.get("family_name")},
+                }
+            )
+        return {
+            "location": location,
+            "date": date_.isoformat(),
+            "as_of": brussels(as_of or datetime.now(UTC)),
+            "desks": [{"desk": desk, "appointments": appts} for desk, appts in desks.items()],
+        }
 
-    @app.get("/api/v1/agenda/{location}/stream", tags=["agenda"],
-             summary="Server-Sent Events: one `agenda-changed` event per change at the location")
+    @app.get(
+        "/api/v1/agenda/{location}/stream",
+        tags=["agenda"],
+        summary="Server-Sent Events: one `agenda-changed` event per change at the location",
+    )
     async def agenda_stream(
-        location: str, request: Request,
+        location: str,
+        request: Request,
         principal: Annotated[Principal, require_role("staff", "ops", "admin")],
     ) -> EventSourceResponse:
         principal.require_location(location)
@@ -185,8 +212,10 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
                 while True:
                     changed = await queue.get()
                     if changed == location:
-                        yield {"event": "agenda-changed",
-                               "data": json.dumps({"location": location, "at": datetime.now(UTC).isoformat()})}
+                        yield {
+                            "event": "agenda-changed",
+                            "data": json.dumps({"location": location, "at": datetime.now(UTC).isoformat()}),
+                        }
             finally:
                 listeners.discard(queue)
 

@@ -18,6 +18,7 @@ from loket_runtime.outbox import Outbox
 from loket_catalogue.adapters.repository import EntityRepository
 from loket_catalogue.domain.rules import (
     CatalogueRuleError,
+    closing_day_id,
     closing_days,
     validate_desk,
     validate_location,
@@ -25,6 +26,8 @@ from loket_catalogue.domain.rules import (
 )
 
 SOURCE = "loket/catalogue"
+# Entity kind marking a holiday or local closing day an admin lifted: it is not declared again.
+LIFTED_MARKER = "lifted-closure"
 
 ENTITY_KIND: dict[type[ev.Event], tuple[str, str]] = {
     ev.ProductDefined: ("product", "product_id"),
@@ -96,8 +99,11 @@ class Catalogue:
         count = 0
         for year in years:
             for day, kind, name in closing_days(year):
-                closure_id = f"{kind}:{day.isoformat()}"
-                if await self.entities.get(conn, "closure", closure_id) is None:
+                closure_id = closing_day_id(kind, day)
+                if (
+                    await self.entities.get(conn, "closure", closure_id) is None
+                    and await self.entities.get(conn, LIFTED_MARKER, closure_id) is None
+                ):
                     await self.declare_closure(
                         conn, ev.ClosureDeclared(closure_id=closure_id, location_id=None, day=day,
                                                  kind=kind, reason=name)  # type: ignore[arg-type]
@@ -119,7 +125,7 @@ async def load_seed(pool: asyncpg.Pool, seed: dict[str, Any], today: date) -> bo
         for location in seed["locations"]:
             await catalogue.define_location(conn, ev.LocationDefined(
                 location_id=location["id"], name=location["name"], address=location["address"],
-                products=location["products"], slot_grid_minutes=location.get("slot_grid_minutes", 5)))
+                products=location["products"], slot_grid_minutes=location.get("slot_grid_minutes", seed.get("slot_grid_minutes", 10))))
             weekly = seed["hours_templates"][location["hours"]] if isinstance(location["hours"], str) \
                 else location["hours"]
             for desk in location["desks"]:

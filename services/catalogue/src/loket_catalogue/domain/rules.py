@@ -1,58 +1,157 @@
-"""Pure rules of the catalogue: validation of hours and desks, and the days the counters close."""
+"""Pure rules of the catalogue: validation of products, locations, desks, hours and closures,
+and the days the counters close.
+
+Every rule raises `CatalogueRuleError` naming the offending input field with the path a client
+sent it under (`weekly.2.1.end` = the end of the second block of Tuesday), so the HTTP layer can
+answer with a problem+json 422 whose `errors` point at the exact field.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 import holidays
 from loket_contracts.events import DeskDefined, LocationDefined, TimeBlock
 
+WEEKDAYS = ("1", "2", "3", "4", "5", "6", "7")
+WEEKDAY_NAMES = {"1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
+                 "6": "Saturday", "7": "Sunday"}
+
 
 class CatalogueRuleError(ValueError):
-    """A change the catalogue refuses; `field` names the offending input."""
+    """A change the catalogue refuses; `errors` lists (field, message), the first is `field`/`message`."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    def __init__(self, field: str, message: str, *, errors: Sequence[tuple[str, str]] | None = None) -> None:
+        self.errors: list[tuple[str, str]] = list(errors) if errors else [(field, message)]
+        self.field, self.message = self.errors[0]
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.errors))
+
+    @classmethod
+    def many(cls, errors: Sequence[tuple[str, str]]) -> CatalogueRuleError:
+        return cls(errors[0][0], errors[0][1], errors=errors)
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
+def _raise_if(errors: list[tuple[str, str]]) -> None:
+    if errors:
+        raise CatalogueRuleError.many(errors)
 
 
-def validate_weekly_hours(weekly: dict[str, list[TimeBlock]]) -> None:
-    """Each block ends after it starts; blocks of one day do not overlap."""
+def minutes(hhmm: str) -> int:
+    """Minutes since local midnight of a wall-clock "HH:MM" ("24:00" = 1440)."""
+    hours, mins = hhmm.split(":")
+    return int(hours) * 60 + int(mins)
+
+
+# --- hours ------------------------------------------------------------------------------------
+
+
+def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minutes: int | None = None) -> None:
+    """Weekdays are "1" (Monday) to "7" (Sunday); each block ends after it starts; the blocks of
+    one day do not overlap; with `grid_minutes`, each block starts on the location's slot grid."""
+    errors: list[tuple[str, str]] = []
     for day, blocks in weekly.items():
-        if day not in {"1", "2", "3", "4", "5", "6", "7"}:
-            raise CatalogueRuleError(f"weekly.{day}", "weekday must be 1 (Monday) to 7 (Sunday)")
-        ordered = sorted(blocks, key=lambda b: _minutes(b.start))
-        for i, block in enumerate(ordered):
-            if _minutes(block.end) <= _minutes(block.start):
-                raise CatalogueRuleError(f"weekly.{day}", f"block {block.start}-{block.end} ends before it starts")
-            if i and _minutes(block.start) < _minutes(ordered[i - 1].end):
-                previous = ordered[i - 1]
-                raise CatalogueRuleError(
-                    f"weekly.{day}",
-                    f"blocks {previous.start}-{previous.end} and {block.start}-{block.end} overlap",
-                )
+        if day not in WEEKDAYS:
+            errors.append((f"weekly.{day}", "weekday must be 1 (Monday) to 7 (Sunday)"))
+            continue
+        valid: list[tuple[int, TimeBlock]] = []
+        for i, block in enumerate(blocks):
+            if minutes(block.end) <= minutes(block.start):
+                errors.append((f"weekly.{day}.{i}.end",
+                               f"{WEEKDAY_NAMES[day]} block ends at {block.end}, not after it starts at {block.start}"))
+                continue
+            if grid_minutes and minutes(block.start) % grid_minutes:
+                errors.append((f"weekly.{day}.{i}.start",
+                               f"{block.start} is not on the location's {grid_minutes}-minute slot grid"))
+            valid.append((i, block))
+        ordered = sorted(valid, key=lambda ib: minutes(ib[1].start))
+        reach: tuple[int, TimeBlock] | None = None  # the block reaching latest so far
+        for i, block in ordered:
+            if reach is not None and minutes(block.start) < minutes(reach[1].end):
+                i_prev, prev = reach
+                errors.append((f"weekly.{day}.{i}",
+                               f"{WEEKDAY_NAMES[day]} blocks {prev.start}-{prev.end} (#{i_prev}) and "
+                               f"{block.start}-{block.end} (#{i}) overlap"))
+            if reach is None or minutes(block.end) > minutes(reach[1].end):
+                reach = (i, block)
+    _raise_if(errors)
 
 
-def validate_desk(desk: DeskDefined, location: LocationDefined | None, known_products: set[str]) -> None:
+def validate_effective_from(effective_from: date, today: date) -> None:
+    """New hours apply from today on: publishing hours for a past day would rewrite history."""
+    if effective_from < today:
+        raise CatalogueRuleError("effective_from", f"{effective_from} is in the past; hours apply from today on")
+
+
+# --- products, locations, desks ----------------------------------------------------------------
+
+
+def _check_product_list(products: Sequence[str], known_products: set[str]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, product in enumerate(products):
+        if product not in known_products:
+            errors.append((f"products.{i}", f"unknown product {product!r}"))
+        elif product in seen:
+            errors.append((f"products.{i}", f"product {product!r} is listed twice"))
+        seen.add(product)
+    return errors
+
+
+def validate_location(
+    location: LocationDefined,
+    known_products: set[str],
+    desks: Iterable[DeskDefined] = (),
+    schedules: Iterable[tuple[str, Mapping[str, Sequence[TimeBlock]]]] = (),
+) -> None:
+    """Products exist; no desk of the location serves a product the location stops offering;
+    the hours of its desks (`schedules`: (desk id, weekly) still in force or ahead) start on the grid."""
+    errors = _check_product_list(location.products, known_products)
+    offered = set(location.products)
+    for desk in desks:
+        dropped = [p for p in desk.products if p not in offered]
+        if dropped:
+            errors.append(("products", f"desk {desk.desk_id!r} still serves {', '.join(dropped)}; "
+                                       "change the desk first"))
+    grid = location.slot_grid_minutes
+    for desk_id, weekly in schedules:
+        off_grid = sorted({b.start for blocks in weekly.values() for b in blocks if minutes(b.start) % grid})
+        if off_grid:
+            errors.append(("slot_grid_minutes", f"hours of desk {desk_id!r} start at {', '.join(off_grid)}, "
+                                                f"not on a {grid}-minute grid"))
+    _raise_if(errors)
+
+
+def validate_desk(
+    desk: DeskDefined,
+    location: LocationDefined | None,
+    known_products: set[str],
+    existing: DeskDefined | None = None,
+) -> None:
+    """The location exists; a desk stays at its location; it serves known products its location offers."""
     if location is None:
         raise CatalogueRuleError("location_id", f"unknown location {desk.location_id!r}")
-    for product in desk.products:
-        if product not in known_products:
-            raise CatalogueRuleError("products", f"unknown product {product!r}")
-        if product not in location.products:
-            raise CatalogueRuleError("products", f"location {location.location_id!r} does not offer {product!r}")
+    if existing is not None and existing.location_id != desk.location_id:
+        raise CatalogueRuleError("location_id", f"desk {desk.desk_id!r} is at {existing.location_id!r}; a desk "
+                                                "cannot move: remove it and define a new one")
+    errors = _check_product_list(desk.products, known_products)
+    for i, product in enumerate(desk.products):
+        if product in known_products and product not in location.products:
+            errors.append((f"products.{i}", f"location {location.location_id!r} does not offer {product!r}"))
+    _raise_if(errors)
 
 
-def validate_location(location: LocationDefined, known_products: set[str]) -> None:
-    for product in location.products:
-        if product not in known_products:
-            raise CatalogueRuleError("products", f"unknown product {product!r}")
+# --- closures -------------------------------------------------------------------------------------
+
+
+def validate_closure_day(day: date, today: date) -> None:
+    if day < today:
+        raise CatalogueRuleError("day", f"{day} is in the past; only today or a later day can be closed")
+
+
+def adhoc_closure_id(location_id: str | None, day: date) -> str:
+    """One ad-hoc closure per location (or all) and day: declaring it again is idempotent."""
+    return f"ad-hoc:{location_id or 'all'}:{day.isoformat()}"
 
 
 # Local government in Flanders also closes on these days (besides the public holidays).
@@ -60,6 +159,8 @@ LOCAL_CLOSING_DAYS = ((1, 2, "Day after New Year"), (7, 11, "Flemish Community D
                       (11, 15, "King's Feast"), (12, 26, "Boxing Day"))
 # python-holidays lists Easter Sunday and Whit Sunday for Belgium; counters are closed on Sundays anyway.
 _SUNDAY_FEASTS = {"Easter Sunday", "Pentecost"}
+# The names residents and staff in Belgium know these days by.
+_NAMES = {"Pentecost Monday": "Whit Monday", "Labor Day": "Labour Day"}
 
 
 def closing_days(year: int) -> list[tuple[date, str, str]]:
@@ -67,7 +168,11 @@ def closing_days(year: int) -> list[tuple[date, str, str]]:
     days: dict[date, tuple[str, str]] = {}
     for day, name in holidays.country_holidays("BE", years=year, language="en_US").items():
         if name not in _SUNDAY_FEASTS:
-            days[day] = ("holiday", name)
+            days[day] = ("holiday", _NAMES.get(name, name))
     for month, dom, name in LOCAL_CLOSING_DAYS:
         days.setdefault(date(year, month, dom), ("local-closing-day", name))
     return sorted((day, kind, name) for day, (kind, name) in days.items())
+
+
+def closing_day_id(kind: str, day: date) -> str:
+    return f"{kind}:{day.isoformat()}"

@@ -1,10 +1,11 @@
-"""Catalogue HTTP API: public products and locations (with ETags), and the seed at start-up."""
+"""Catalogue HTTP API: public products and locations (with ETags), the admin API (see admin.py),
+the seed at start-up, and the closing days of this year and the next, kept declared daily."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from loket_runtime.settings import ServiceSettings
 from pydantic import BaseModel
 
 from loket_catalogue.adapters.repository import EntityRepository
-from loket_catalogue.application.catalogue import load_seed
+from loket_catalogue.application.admin import CatalogueAdmin, brussels_today
+from loket_catalogue.application.catalogue import Catalogue, load_seed
+from loket_catalogue.entrypoints.admin import install_admin
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 log = get_logger(__name__)
@@ -27,6 +30,7 @@ class CatalogueSettings(ServiceSettings):
     http_port: int = 8101
     database_url: str = "postgresql://postgres@127.0.0.1:5433/loket_catalogue"
     seed_file: Path | None = None
+    closing_days_check_seconds: float = 6 * 3600
 
 
 class LocalizedText(BaseModel):
@@ -73,11 +77,23 @@ def build_app(settings: CatalogueSettings | None = None) -> FastAPI:
         if settings.seed_file is None:
             return
         seed = yaml.safe_load(settings.seed_file.read_text())
-        loaded = await load_seed(rt.pool, seed, datetime.now(UTC).date())
+        loaded = await load_seed(rt.pool, seed, brussels_today())
         log.info("seed", loaded=loaded, file=str(settings.seed_file))
 
+    async def closing_days_daily(rt: ServiceRuntime) -> None:
+        # A service that runs over New Year must still know next year's holidays.
+        while True:
+            await asyncio.sleep(settings.closing_days_check_seconds)
+            year = brussels_today().year
+            async with rt.pool.acquire() as conn, conn.transaction():
+                declared = await Catalogue().declare_closing_days(conn, [year, year + 1])
+            if declared:
+                log.info("closing days declared", count=declared)
+
     runtime.add_task(seed_once)
+    runtime.add_task(closing_days_daily)
     app = create_app(runtime, "Loket catalogue", openapi_url="/openapi.json")
+    install_admin(app, lambda request: CatalogueAdmin(runtime.pool))
 
     @app.get("/api/v1/products", response_model=list[ProductOut], tags=["catalogue"],
              summary="Every product a resident can book")

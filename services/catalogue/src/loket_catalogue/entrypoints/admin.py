@@ -1,0 +1,229 @@
+"""Admin HTTP API of the catalogue (role admin): products, locations, desks, hours, closures,
+and the what-if preview of new hours.
+
+Validation errors are problem+json 422 with an `errors` list naming each field as the client sent
+it (`products.2`, `weekly.2.1.end`, `location_id`, `day`). Each change is published on the
+compacted catalogue topic through the outbox, in the transaction that stores it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from loket_contracts import events as ev
+from loket_runtime.auth import Principal, require_role
+from loket_runtime.logging import get_logger
+from loket_runtime.problems import Problem, problem_response
+from pydantic import BaseModel, ConfigDict, Field
+
+from loket_catalogue.application.admin import CatalogueAdmin, Conflict, NotFound
+from loket_catalogue.domain.rules import CatalogueRuleError
+
+log = get_logger(__name__)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="lower-case letters, digits and dashes")]
+Admin = Annotated[Principal, require_role("admin")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductIn(_In):
+    name: ev.Localized
+    description: ev.Localized
+    duration_minutes: int = Field(gt=0, le=480)
+    documents: list[ev.Localized] = []
+    fee_eur: float = Field(0, ge=0)
+    requires_confirmation: bool = False
+    hold_minutes: int = Field(30, gt=0, le=1440)
+    min_notice_hours: int = Field(24, ge=0, le=24 * 365)
+    max_days_ahead: int = Field(60, gt=0, le=730)
+    max_active_per_person: int = Field(1, ge=1, le=20)
+    eligibility: dict[str, object] = {}
+    reminders: list[dict[str, object]] = []
+
+
+class LocationIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=300)
+    products: list[str]
+    slot_grid_minutes: int = Field(5, gt=0, le=120)
+
+
+class DeskIn(_In):
+    location_id: str
+    name: str = Field(min_length=1, max_length=100)
+    products: list[str]
+
+
+Weekly = dict[str, list[ev.TimeBlock]]
+WEEKLY_DOC = (
+    'ISO weekday ("1" = Monday ... "7" = Sunday) to wall-clock blocks in Europe/Brussels; a missing day is closed'
+)
+
+
+class ScheduleIn(_In):
+    weekly: Weekly = Field(description=WEEKLY_DOC)
+
+
+class ClosureIn(_In):
+    location_id: str | None = Field(None, description="null closes every location")
+    day: date
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class PreviewIn(_In):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    location_id: str
+    desk_id: str | None = Field(None, description="only this desk gets the hours; without, every desk of the location")
+    effective_from: date
+    weekly: Weekly = Field(description=WEEKLY_DOC)
+    from_: date = Field(alias="from")
+    to: date
+
+
+def product_out(p: ev.ProductDefined) -> dict[str, Any]:
+    data = p.model_dump(mode="json")
+    return {"id": data.pop("product_id"), **data}
+
+
+def location_out(loc: ev.LocationDefined) -> dict[str, Any]:
+    return {"id": loc.location_id, "name": loc.name, "address": loc.address, "products": loc.products,
+            "slot_grid_minutes": loc.slot_grid_minutes}
+
+
+def desk_out(d: ev.DeskDefined) -> dict[str, Any]:
+    return {"id": d.desk_id, "location_id": d.location_id, "name": d.name, "products": d.products}
+
+
+def schedule_out(s: ev.SchedulePublished) -> dict[str, Any]:
+    return {"id": s.schedule_id, "desk_id": s.desk_id, "location_id": s.location_id,
+            "effective_from": s.effective_from.isoformat(),
+            "weekly": {day: [b.model_dump() for b in blocks] for day, blocks in sorted(s.weekly.items())}}
+
+
+def closure_out(c: ev.ClosureDeclared) -> dict[str, Any]:
+    return {"id": c.closure_id, "location_id": c.location_id, "day": c.day.isoformat(), "kind": c.kind,
+            "reason": c.reason}
+
+
+def _saved(payload: dict[str, Any], created: bool) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(payload), status_code=201 if created else 200)
+
+
+def install_admin(app: FastAPI, admin_of: Any) -> None:
+    """Mount the admin routes; `admin_of(request)` gives the CatalogueAdmin of the running app."""
+
+    @app.exception_handler(CatalogueRuleError)
+    async def _rule(_: Request, exc: CatalogueRuleError) -> JSONResponse:
+        errors = [{"field": f, "message": m} for f, m in exc.errors]
+        return problem_response(Problem(422, "Invalid catalogue change", str(exc), "validation", errors=errors))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(Problem(404, "Not found", f"There is no {exc.args[0]}.", "not-found"))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return problem_response(Problem(409, "Conflict", str(exc), "conflict"))
+
+    router = APIRouter(prefix="/api/v1/admin", tags=["catalogue admin"])
+
+    @router.put("/products/{id}", summary="Create or change a product (201 created, 200 changed)")
+    async def put_product(request: Request, id: EntityId, body: ProductIn, principal: Admin) -> JSONResponse:
+        product = ev.ProductDefined(product_id=id, **body.model_dump())
+        created = await admin_of(request).put_product(product)
+        log.info("product saved", product_id=id, created=created, by=principal.subject)
+        return _saved(product_out(product), created)
+
+    @router.put("/locations/{id}", summary="Create or change a location and the products it offers")
+    async def put_location(request: Request, id: EntityId, body: LocationIn, principal: Admin) -> JSONResponse:
+        location = ev.LocationDefined(location_id=id, **body.model_dump())
+        created = await admin_of(request).put_location(location)
+        log.info("location saved", location_id=id, created=created, by=principal.subject)
+        return _saved(location_out(location), created)
+
+    @router.get("/desks", summary="Desks, optionally of one location")
+    async def list_desks(request: Request, _: Admin, location: str | None = Query(None)) -> list[dict[str, Any]]:
+        return [desk_out(d) for d in await admin_of(request).desks(location)]
+
+    @router.put("/desks/{id}", summary="Create or change a desk and the products it serves")
+    async def put_desk(request: Request, id: EntityId, body: DeskIn, principal: Admin) -> JSONResponse:
+        desk = ev.DeskDefined(desk_id=id, **body.model_dump())
+        created = await admin_of(request).put_desk(desk)
+        log.info("desk saved", desk_id=id, created=created, by=principal.subject)
+        return _saved(desk_out(desk), created)
+
+    @router.delete("/desks/{id}", status_code=204, summary="Remove a desk")
+    async def delete_desk(request: Request, id: str, principal: Admin) -> Response:
+        await admin_of(request).remove_desk(id)
+        log.info("desk removed", desk_id=id, by=principal.subject)
+        return Response(status_code=204)
+
+    @router.get("/desks/{id}/schedules", summary="Every version of a desk's weekly hours")
+    async def list_schedules(request: Request, id: str, _: Admin) -> list[dict[str, Any]]:
+        return [schedule_out(s) for s in await admin_of(request).schedules(id)]
+
+    @router.put("/desks/{id}/schedules/{effective_from}",
+                summary="Publish a desk's weekly hours from a date on (the same date again replaces them)")
+    async def put_schedule(
+        request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin
+    ) -> JSONResponse:
+        schedule, created = await admin_of(request).put_schedule(id, effective_from, body.weekly)
+        log.info("schedule saved", schedule_id=schedule.schedule_id, created=created, by=principal.subject)
+        return _saved(schedule_out(schedule), created)
+
+    @router.post("/closures", summary="Close a location (or all: location_id null) for a day; "
+                                       "the booking service cancels that day's bookings")
+    async def post_closure(request: Request, body: ClosureIn, principal: Admin) -> JSONResponse:
+        closure, created = await admin_of(request).declare_closure(body.location_id, body.day, body.reason)
+        log.info("closure declared", closure_id=closure.closure_id, created=created, by=principal.subject)
+        return _saved(closure_out(closure), created)
+
+    @router.get("/closures", summary="Closures (holidays, local closing days, ad hoc) between two days")
+    async def list_closures(
+        request: Request,
+        _: Admin,
+        from_: date | None = Query(None, alias="from"),
+        to: date | None = Query(None),
+    ) -> list[dict[str, Any]]:
+        return [closure_out(c) for c in await admin_of(request).closures(from_, to)]
+
+    @router.delete("/closures/{id}", status_code=204, summary="Lift a closure: the day opens again")
+    async def delete_closure(request: Request, id: str, principal: Admin) -> Response:
+        await admin_of(request).lift_closure(id)
+        log.info("closure lifted", closure_id=id, by=principal.subject)
+        return Response(status_code=204)
+
+    @router.post("/schedules/preview",
+                 summary="What-if: bookable slots per product and day with proposed hours next to today's")
+    async def preview(request: Request, _: Admin, body: Annotated[PreviewIn, Body()]) -> dict[str, Any]:
+        result = await admin_of(request).preview(body.location_id, body.desk_id, body.effective_from,
+                                                 body.weekly, body.from_, body.to)
+        totals: dict[str, dict[str, int]] = {}
+        for c in result.counts:
+            total = totals.setdefault(c.product_id, {"current": 0, "proposed": 0})
+            total["current"] += c.current
+            total["proposed"] += c.proposed
+        return {
+            "location_id": result.location_id,
+            "desk_ids": list(result.desk_ids),
+            "effective_from": result.effective_from.isoformat(),
+            "from": result.first.isoformat(),
+            "to": result.last.isoformat(),
+            "counts": [{"product": c.product_id, "day": c.day.isoformat(), "current": c.current,
+                        "proposed": c.proposed, "change": c.proposed - c.current} for c in result.counts],
+            "totals": [{"product": p, **t, "change": t["proposed"] - t["current"]} for p, t in totals.items()],
+            "closed_days": [{"day": d.isoformat(), "reason": r} for d, r in result.closed.items()],
+        }
+
+    app.include_router(router)
+
+
+__all__ = ["CatalogueAdmin", "install_admin"]

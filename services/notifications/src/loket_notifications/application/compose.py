@@ -1,0 +1,298 @@
+"""Turn a planned delivery into the exact bytes to send: an e-mail (text + HTML + ICS) or an SMS.
+
+Rendering happens once, right before the first attempt (so a changed address or catalogue text
+is picked up), and the result is stored: every retry sends the same bytes with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from loket_notifications.application.ports import (
+    CatalogueReader,
+    Contact,
+    ContactDirectory,
+    DeliveryRow,
+    LocationInfo,
+    PermanentError,
+    ProductInfo,
+    Rendered,
+)
+from loket_notifications.application.texts import text
+from loket_notifications.domain import formatting as fmt
+from loket_notifications.domain import sms
+from loket_notifications.domain.ics import Appointment, build_ics
+from loket_notifications.domain.keys import message_id, waitlist_token
+from loket_notifications.domain.kinds import UPCOMING, WITH_ICS, Kind
+
+
+class NoRecipient(PermanentError):
+    """The resident left no address for this channel: nothing to send (not an error of ours)."""
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    public_base_url: str = "http://127.0.0.1:8000"
+    mail_from: str = "afspraken@loket.gent"
+    mail_from_name: str = "Stad Gent - Loket"
+    message_domain: str = "loket.gent"
+    waitlist_secret: str = "local-waitlist-secret"
+
+
+@dataclass
+class Content:
+    language: str
+    subject: str
+    greeting: str
+    org: str
+    signoff: str
+    auto: str
+    paragraphs: list[str] = field(default_factory=list)
+    details: list[tuple[str, str]] = field(default_factory=list)
+    documents_title: str = ""
+    documents: list[str] = field(default_factory=list)
+    alternatives_title: str = ""
+    alternatives: list[tuple[str, str]] = field(default_factory=list)
+    early: str | None = None
+    actions: list[tuple[str, str]] = field(default_factory=list)
+    footer_links: list[tuple[str, str]] = field(default_factory=list)
+
+
+_ENV = Environment(
+    loader=PackageLoader("loket_notifications", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=False,
+    keep_trailing_newline=True,
+)
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class Composer:
+    def __init__(
+        self,
+        catalogue: CatalogueReader,
+        contacts: ContactDirectory,
+        settings: ComposeSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.catalogue = catalogue
+        self.contacts = contacts
+        self.settings = settings
+        self.clock = clock
+
+    # --- links ---------------------------------------------------------------------------
+
+    def booking_link(self, product: str | None, location: str | None, day: str | None = None) -> str:
+        query = {k: v for k, v in (("product", product), ("location", location), ("date", day)) if v}
+        return f"{self.settings.public_base_url}/?{urlencode(query)}"
+
+    def manage_link(self, booking_id: str, contact: Contact) -> str:
+        return contact.manage_url or f"{self.settings.public_base_url}/bookings/{booking_id}"
+
+    def unsubscribe_links(self, subscription_id: str) -> tuple[str, str]:
+        token = waitlist_token(self.settings.waitlist_secret, subscription_id)
+        query = urlencode({"id": subscription_id, "token": token})
+        page = f"{self.settings.public_base_url}/waitlist/unsubscribe?{query}"
+        one_click = f"{self.settings.public_base_url}/api/v1/waitlist/{subscription_id}/unsubscribe?token={token}"
+        return page, one_click
+
+    # --- rendering -----------------------------------------------------------------------
+
+    async def render(self, row: DeliveryRow) -> Rendered:
+        kind = Kind(row.kind)
+        ctx = row.context
+        product = await self.catalogue.product(ctx["product_id"]) if ctx.get("product_id") else None
+        location = await self.catalogue.location(ctx["location_id"]) if ctx.get("location_id") else None
+        if kind is Kind.WAITLIST:
+            contact = Contact(email=ctx.get("email"), phone=None, language=row.language)
+        else:
+            assert row.booking_id is not None
+            contact = await self.contacts.contact(row.booking_id)
+        language = row.language if row.language in ("nl", "en", "fr") else (contact.language or "nl")
+        if row.channel == "sms":
+            if not contact.phone:
+                raise NoRecipient("no phone number")
+            manage = self.manage_link(row.booking_id or "", contact) if row.booking_id else None
+            body = self.sms_text(kind, language, ctx, location, manage)
+            return Rendered(contact.phone, body, None, body.encode())
+        if not contact.email:
+            raise NoRecipient("no e-mail address")
+        content = await self.content(kind, language, row, contact, product, location)
+        mid = message_id(row.dedupe_key, self.settings.message_domain)
+        message = self.email(content, contact.email, mid)
+        if kind in WITH_ICS and (kind is not Kind.CANCELLATION or ctx.get("had_ics", True)):
+            self.attach_ics(message, kind, language, row, contact, product, location)
+        if kind is Kind.WAITLIST:
+            _, one_click = self.unsubscribe_links(row.subscription_id or "")
+            message["List-Unsubscribe"] = f"<{one_click}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return Rendered(contact.email, content.subject, mid, message.as_bytes(policy=policy.SMTP))
+
+    def sms_text(
+        self, kind: Kind, language: str, ctx: dict[str, Any], location: LocationInfo | None, manage: str | None
+    ) -> str:
+        start = _dt(ctx["start"])
+        where = location.name if location else ctx.get("location_id", "")
+        key = "sms.reminder" if kind is Kind.REMINDER_SMS else "sms.cancellation"
+        essential = text(language, key, when=fmt.when_short(start, language), location=where)
+        return sms.compose(essential, [manage] if manage else [])
+
+    async def content(
+        self,
+        kind: Kind,
+        language: str,
+        row: DeliveryRow,
+        contact: Contact,
+        product: ProductInfo | None,
+        location: LocationInfo | None,
+    ) -> Content:
+        ctx = row.context
+        t = lambda key, **kw: text(language, key, **kw)  # noqa: E731
+        start = _dt(ctx["start"])
+        when = fmt.when(start, language)
+        values = {
+            "when": when,
+            "date": fmt.long_date(start, language),
+            "product": product.name.get(language, product.id) if product else ctx.get("product_id", ""),
+            "location": location.name if location else ctx.get("location_id", ""),
+        }
+        name = " ".join(p for p in (contact.given_name, contact.family_name) if p)
+        content = Content(
+            language=language,
+            subject=t(f"{kind.value}.subject", **values),
+            greeting=t("greeting", name=name) if name else t("greeting_anonymous"),
+            org=t("org"),
+            signoff=t("signoff"),
+            auto=t("auto"),
+        )
+        manage = self.manage_link(row.booking_id, contact) if row.booking_id else None
+
+        if kind is Kind.PLEASE_CONFIRM:
+            hold_until = fmt.when(_dt(ctx["hold_expires_at"]), language)
+            content.paragraphs.append(t("please-confirm.intro", hold_until=hold_until))
+            content.actions.append((t("please-confirm.action"), contact.confirm_url or manage or ""))
+        elif kind is Kind.CONFIRMATION:
+            content.paragraphs.append(t("confirmation.intro"))
+        elif kind is Kind.REJECTION:
+            content.paragraphs.append(t("rejection.intro", **values))
+            for alt in ctx.get("alternatives", []):
+                alt_start = _dt(alt["start"])
+                alt_location = await self.catalogue.location(alt["location_id"])
+                alt_loc = alt_location.name if alt_location else alt["location_id"]
+                label = f"{fmt.when(alt_start, language)} - {alt_loc}"
+                link = self.booking_link(ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat())
+                content.alternatives.append((label, link))
+            if content.alternatives:
+                content.alternatives_title = t("rejection.alternatives")
+            else:
+                content.paragraphs.append(t("rejection.none"))
+            content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
+        elif kind is Kind.CANCELLATION:
+            by = ctx.get("cancelled_by", "system")
+            content.paragraphs.append(t(f"cancellation.by.{by}", **values))
+            if ctx.get("reason"):
+                content.paragraphs.append(t("cancellation.reason", reason=ctx["reason"]))
+            if by != "resident":
+                content.paragraphs.append(t("cancellation.sorry"))
+            content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
+        elif kind is Kind.RESCHEDULED:
+            old_when = fmt.when(_dt(ctx["old_start"]), language)
+            content.paragraphs.append(t("rescheduled.intro", old_when=old_when, when=when))
+        elif kind is Kind.EXPIRED:
+            content.paragraphs.append(t("expired.intro", **values))
+            content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
+        elif kind is Kind.REMINDER:
+            content.paragraphs.append(t("reminder.intro", **values))
+        elif kind is Kind.WAITLIST:
+            content.paragraphs.append(t("waitlist-slot.intro", **values))
+            day = fmt.local_date(start).isoformat()
+            content.actions.append(
+                (t("waitlist-slot.action"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"), day))
+            )
+            page, _ = self.unsubscribe_links(row.subscription_id or "")
+            content.footer_links.append((t("waitlist-slot.unsubscribe"), page))
+
+        if kind not in (Kind.REJECTION, Kind.WAITLIST):
+            content.details.append((t("label_when"), when))
+            if location:
+                content.details.append((t("label_where"), f"{location.name}, {location.address}"))
+            if product:
+                content.details.append((t("label_product"), product.name.get(language, product.id)))
+        if kind in UPCOMING:
+            if product and product.fee_eur:
+                content.details.append((t("label_fee"), f"€ {product.fee_eur:g}"))
+            if product and product.documents:
+                content.documents_title = t("documents")
+                content.documents = [d.get(language) or next(iter(d.values()), "") for d in product.documents]
+            content.early = t("early")
+        if manage and kind in UPCOMING:
+            content.actions.append((t("manage"), manage))
+        if row.booking_id:
+            content.details.append((t("label_booking"), row.booking_id))
+        return content
+
+    def email(self, content: Content, recipient: str, mid: str) -> EmailMessage:
+        message = EmailMessage(policy=policy.SMTP)
+        message["Subject"] = content.subject
+        message["From"] = formataddr((self.settings.mail_from_name, self.settings.mail_from))
+        message["To"] = recipient
+        message["Date"] = format_datetime(self.clock())
+        message["Message-ID"] = mid
+        message["Content-Language"] = content.language
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(_ENV.get_template("email.txt").render(m=content))
+        message.add_alternative(_ENV.get_template("email.html").render(m=content), subtype="html")
+        return message
+
+    def attach_ics(
+        self,
+        message: EmailMessage,
+        kind: Kind,
+        language: str,
+        row: DeliveryRow,
+        contact: Contact,
+        product: ProductInfo | None,
+        location: LocationInfo | None,
+    ) -> None:
+        ctx = row.context
+        start = _dt(ctx["start"])
+        end = _dt(ctx["end"]) if ctx.get("end") else start
+        cancel = kind is Kind.CANCELLATION
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
+        sequence = int(ctx.get("ics_sequence", row.version + 1)) if cancel else row.version
+        manage = self.manage_link(row.booking_id or "", contact)
+        documents = [d.get(language, "") for d in product.documents] if product else []
+        description = "\n".join(
+            [text(language, "early"), *([text(language, "documents"), *documents] if documents else []), manage]
+        )
+        appt = Appointment(
+            booking_id=row.booking_id or "",
+            start=start,
+            end=end,
+            summary=(product.name.get(language, product.id) if product else ctx.get("product_id", ""))
+            + f" - {text(language, 'org')}",
+            location=f"{location.name}, {location.address}" if location else ctx.get("location_id", ""),
+            description=description,
+            organizer_email=self.settings.mail_from,
+            organizer_name=self.settings.mail_from_name,
+            attendee_email=contact.email,
+            url=manage,
+        )
+        ics = build_ics(appt, method, sequence, self.clock(), self.settings.message_domain)
+        message.add_attachment(
+            ics, maintype="text", subtype="calendar", filename="appointment.ics", params={"method": method}
+        )
+

@@ -1,0 +1,112 @@
+"""What the application needs from the outside world. Adapters implement these; tests fake them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class TransientError(Exception):
+    """Worth retrying later: a gateway or server is down or refusing for now."""
+
+
+class PermanentError(Exception):
+    """Will never succeed (unknown booking, address refused for good): fail at once."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How to reach the resident of a booking, from the booking service (which owns personal data)."""
+
+    email: str | None
+    phone: str | None
+    language: str | None = None
+    manage_url: str | None = None
+    confirm_url: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    id: str
+    name: dict[str, str]
+    documents: list[dict[str, str]] = field(default_factory=list)
+    fee_eur: float = 0
+    reminders: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class LocationInfo:
+    id: str
+    name: str
+    address: str
+
+
+class ContactDirectory(Protocol):
+    async def contact(self, booking_id: str) -> Contact:
+        """Raise PermanentError for an unknown booking, TransientError when the service is unreachable."""
+        ...
+
+
+class CatalogueReader(Protocol):
+    async def product(self, product_id: str) -> ProductInfo | None: ...
+
+    async def location(self, location_id: str) -> LocationInfo | None: ...
+
+    def cached_product(self, product_id: str) -> ProductInfo | None:
+        """Without I/O: what the cache holds (None if nothing)."""
+        ...
+
+
+class MailTransport(Protocol):
+    async def send(self, sender: str, recipients: list[str], message: bytes) -> None: ...
+
+
+class SmsGateway(Protocol):
+    async def send(self, to: str, body: str, reference: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    dedupe_key: str
+    booking_id: str | None
+    subscription_id: str | None
+    kind: str
+    version: int
+    channel: str
+    language: str
+    context: dict[str, Any]
+    due_at: datetime
+    not_after: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    dedupe_key: str
+    booking_id: str | None
+    subscription_id: str | None
+    kind: str
+    version: int
+    channel: str
+    language: str
+    context: dict[str, Any]
+    status: str
+    due_at: datetime
+    not_after: datetime | None
+    attempts: int
+    message_id: str | None
+    recipient: str | None
+    payload: bytes | None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    recipient: str
+    subject: str
+    message_id: str | None
+    payload: bytes  # e-mail: the RFC 5322 bytes; SMS: the body as UTF-8

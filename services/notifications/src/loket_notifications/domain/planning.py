@@ -1,0 +1,171 @@
+"""Which messages a booking event triggers, and when reminders are due.
+
+`decide` takes one booking event and what we knew of the booking before, and returns what we
+know after, the messages to send, and whether pending reminders of older versions are void
+(the booking was cancelled, expired or moved). It is pure: replaying events gives the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from loket_contracts import events as ev
+
+from loket_notifications.domain.kinds import Channel, Kind
+
+BookingStatus = Literal["held", "confirmed", "rejected", "cancelled", "expired"]
+
+
+@dataclass(frozen=True)
+class BookingView:
+    """What notifications knows of a booking, built from its events (no personal data)."""
+
+    booking_id: str
+    location_id: str
+    product_id: str
+    start: datetime
+    end: datetime | None
+    language: str
+    status: BookingStatus
+    sequence: int = 0  # 0 until the first reschedule; the ICS SEQUENCE of the current time
+
+
+@dataclass(frozen=True)
+class ReminderRule:
+    channel: Channel
+    before: timedelta
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.REMINDER if self.channel == "email" else Kind.REMINDER_SMS
+
+
+DEFAULT_REMINDERS = (ReminderRule("email", timedelta(hours=24)), ReminderRule("sms", timedelta(hours=2)))
+
+
+@dataclass(frozen=True)
+class ReminderPolicy:
+    rules: tuple[ReminderRule, ...] = DEFAULT_REMINDERS
+    grace: timedelta = timedelta(hours=12)  # a reminder missed by downtime is still sent this late ...
+    min_lead: timedelta = timedelta(minutes=15)  # ... but never this close to (or after) the start
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: Kind
+    version: int
+    due_at: datetime
+    not_after: datetime | None = None  # past this instant the message is pointless: skipped
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: BookingView | None
+    messages: list[Planned]
+    void_reminders_below: int | None = None  # cancel pending reminders with a version below this
+
+
+def reminders(view: BookingView, policy: ReminderPolicy, decided_at: datetime) -> list[Planned]:
+    """The reminders of the booking's current time. A reminder already due when the booking was
+    decided is not planned (the confirmation just told them); one missed by our own downtime is
+    planned and sent late, within the grace period (see `not_after`)."""
+    planned = []
+    for rule in policy.rules:
+        due = view.start - rule.before
+        if due <= decided_at:
+            continue
+        not_after = min(due + policy.grace, view.start - policy.min_lead)
+        if not_after <= due:
+            continue
+        planned.append(Planned(rule.kind, view.sequence, due, not_after, _when(view)))
+    return planned
+
+
+def _when(view: BookingView) -> dict[str, Any]:
+    return {"start": view.start.isoformat(), "end": view.end.isoformat() if view.end else None}
+
+
+def _view(event: Any, status: BookingStatus, known: BookingView | None, end: datetime | None) -> BookingView:
+    return BookingView(
+        booking_id=event.booking_id,
+        location_id=event.location_id,
+        product_id=event.product_id,
+        start=event.start,
+        end=end,
+        language=event.language,
+        status=status,
+        sequence=known.sequence if known else 0,
+    )
+
+
+def decide(
+    event: ev.Event, known: BookingView | None, policy: ReminderPolicy, decided_at: datetime
+) -> Decision:
+    """What one booking event means for the resident's messages."""
+    if isinstance(event, ev.BookingHeld):
+        view = _view(event, "held", known, event.end)
+        context = {**_when(view), "hold_expires_at": event.hold_expires_at.isoformat()}
+        return Decision(view, [Planned(Kind.PLEASE_CONFIRM, view.sequence, decided_at, event.hold_expires_at, context)])
+
+    if isinstance(event, ev.BookingConfirmed):
+        view = _view(event, "confirmed", known, event.end)
+        confirmation = Planned(Kind.CONFIRMATION, view.sequence, decided_at, view.start, _when(view))
+        return Decision(view, [confirmation, *reminders(view, policy, decided_at)])
+
+    if isinstance(event, ev.BookingRejected):
+        view = _view(event, "rejected", known, None)
+        context = {
+            **_when(view),
+            "reason": event.reason,
+            "alternatives": [
+                {"start": s.start.isoformat(), "end": s.end.isoformat(), "location_id": s.location_id}
+                for s in event.alternatives
+            ],
+        }
+        return Decision(view, [Planned(Kind.REJECTION, view.sequence, decided_at, None, context)])
+
+    if isinstance(event, ev.BookingCancelled):
+        view = _view(event, "cancelled", known, event.end)
+        context = {
+            **_when(view),
+            "cancelled_by": event.cancelled_by,
+            "reason": event.reason,
+            "ics_sequence": view.sequence + 1,
+            "had_ics": known is None or known.status == "confirmed",
+        }
+        messages = [Planned(Kind.CANCELLATION, view.sequence, decided_at, None, context)]
+        if event.cancelled_by != "resident" and view.start > decided_at:
+            # the resident did not do it themselves: worth a text, as long as the appointment is ahead
+            messages.append(Planned(Kind.CANCELLATION_SMS, view.sequence, decided_at, view.start, context))
+        return Decision(view, messages, void_reminders_below=view.sequence + 1)
+
+    if isinstance(event, ev.BookingRescheduled):
+        base = known or _view(event, "confirmed", None, event.end)
+        view = replace(
+            base,
+            location_id=event.location_id,
+            product_id=event.product_id,
+            start=event.start,
+            end=event.end,
+            language=event.language,
+            status="confirmed",
+            sequence=event.sequence,  # the booking's own count of reschedules: the ICS SEQUENCE
+        )
+        context = {**_when(view), "old_start": event.old_start.isoformat()}
+        notice = Planned(Kind.RESCHEDULED, view.sequence, decided_at, view.start, context)
+        return Decision(view, [notice, *reminders(view, policy, decided_at)], void_reminders_below=view.sequence)
+
+    if isinstance(event, ev.BookingExpired):
+        view = _view(event, "expired", known, known.end if known else None)
+        return Decision(view, [Planned(Kind.EXPIRED, view.sequence, decided_at, None, _when(view))],
+                        void_reminders_below=view.sequence + 1)
+
+    return Decision(known, [])
+
+
+def reminder_still_valid(view: BookingView | None, version: int) -> bool:
+    """A reminder is sent only for a confirmed booking still at the time it was planned for."""
+    return view is not None and view.status == "confirmed" and view.sequence == version
