@@ -38,18 +38,21 @@ def main(argv: list[str]) -> int:
         stack.down()
         return 1
     c = stack.config
-    print(f"""
-Loket is up in {time.monotonic() - started:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in timings.items())})
+    print(
+        f"""
+Loket is up in {time.monotonic() - started:.1f}s ({", ".join(f"{k} {v:.1f}s" for k, v in timings.items())})
 
   Web app and API   {c.base_url}/
   API docs          {c.base_url}/api/v1/docs   (OpenAPI: {c.base_url}/api/v1/openapi.json)
   Demo accounts     staff, staff-gentbrugge, ops, admin  (password: demo)
-  Services          {', '.join(f'{s} :{getattr(c, s)}' for s in stack.services)}
+  Services          {", ".join(f"{s} :{getattr(c, s)}" for s in stack.services)}
   Kafka             127.0.0.1:{c.kafka}    PostgreSQL  postgresql://postgres@127.0.0.1:{c.postgres}/
-  Mail (.eml)       {c.data / 'mail'}   SMS  {c.data / 'sms.jsonl'}
-  Logs              {c.data / 'logs'}
+  Mail (.eml)       {c.data / "mail"}   SMS  {c.data / "sms.jsonl"}
+  Logs              {c.data / "logs"}
 
-Ctrl-C (or `make down`) stops everything; the data stays for the next `make up`.""", flush=True)
+Ctrl-C (or `make down`) stops everything; the data stays for the next `make up`.""",
+        flush=True,
+    )
     reported: set[str] = set()
     try:
         while not stop.wait(1.0):

@@ -24,8 +24,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 }
 
 # Longest prefix wins. Values are service names; their ports come from the command line.
@@ -80,8 +88,14 @@ class TokenIssuer:
         account = DEMO_ACCOUNTS[username]
         now = int(time.time())
         claims = {
-            "iss": self.issuer, "aud": self.audience, "sub": username, "iat": now, "exp": now + TOKEN_SECONDS,
-            "jti": str(uuid.uuid4()), "roles": account["roles"], "locations": account["locations"],
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": username,
+            "iat": now,
+            "exp": now + TOKEN_SECONDS,
+            "jti": str(uuid.uuid4()),
+            "roles": account["roles"],
+            "locations": account["locations"],
         }
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
@@ -93,8 +107,13 @@ class TokenIssuer:
         if username not in DEMO_ACCOUNTS or not valid_password:
             return _problem(401, "Unauthorized", "Unknown user name or wrong password.")
         return web.json_response(
-            {"access_token": self.issue(username), "token_type": "bearer", "expires_in": TOKEN_SECONDS,
-             "roles": DEMO_ACCOUNTS[username]["roles"], "locations": DEMO_ACCOUNTS[username]["locations"]}
+            {
+                "access_token": self.issue(username),
+                "token_type": "bearer",
+                "expires_in": TOKEN_SECONDS,
+                "roles": DEMO_ACCOUNTS[username]["roles"],
+                "locations": DEMO_ACCOUNTS[username]["locations"],
+            }
         )
 
     async def jwks_handler(self, _: web.Request) -> web.Response:
@@ -102,8 +121,13 @@ class TokenIssuer:
 
     async def discovery(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks", "token_endpoint": f"{self.issuer}/token",
-             "grant_types_supported": ["password"], "id_token_signing_alg_values_supported": ["RS256"]}
+            {
+                "issuer": self.issuer,
+                "jwks_uri": f"{self.issuer}/jwks",
+                "token_endpoint": f"{self.issuer}/token",
+                "grant_types_supported": ["password"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
         )
 
 
@@ -143,7 +167,11 @@ class Gateway:
         body = await request.read() if request.can_read_body else None
         try:
             upstream = await self.session.request(
-                request.method, base + request.path_qs, headers=headers, data=body, allow_redirects=False,
+                request.method,
+                base + request.path_qs,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             )
         except aiohttp.ClientError as exc:
@@ -166,13 +194,19 @@ class Gateway:
         assert self.session is not None
         merged: dict[str, Any] = {
             "openapi": "3.1.0",
-            "info": {"title": "Loket API", "version": "1.0.0",
-                     "description": "The public HTTP contract of Loket (API.md): catalogue, availability, "
-                                    "bookings, staff agenda and operations."},
-            "paths": {}, "components": {"schemas": {}, "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "info": {
+                "title": "Loket API",
+                "version": "1.0.0",
+                "description": "The public HTTP contract of Loket (API.md): catalogue, availability, "
+                "bookings, staff agenda and operations.",
+            },
+            "paths": {},
+            "components": {
+                "schemas": {},
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            },
         }
-        for service, base in sorted(self.upstreams.items()):
+        for _service, base in sorted(self.upstreams.items()):
             try:
                 async with self.session.get(f"{base}/openapi.json") as response:
                     doc = await response.json()
@@ -180,12 +214,24 @@ class Gateway:
                 continue
             merged["paths"].update({p: v for p, v in doc.get("paths", {}).items() if p.startswith("/api/")})
             merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
-        merged["paths"]["/api/v1/auth/token"] = {"post": {
-            "summary": "Get a bearer token (local demo issuer, OAuth2 password grant)", "tags": ["auth"],
-            "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
-                "type": "object", "required": ["username", "password"],
-                "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "token"}, "401": {"description": "wrong credentials"}}}}
+        merged["paths"]["/api/v1/auth/token"] = {
+            "post": {
+                "summary": "Get a bearer token (local demo issuer, OAuth2 password grant)",
+                "tags": ["auth"],
+                "requestBody": {
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["username", "password"],
+                                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": {"description": "token"}, "401": {"description": "wrong credentials"}},
+            }
+        }
         return web.json_response(merged)
 
     async def docs(self, _: web.Request) -> web.Response:
@@ -257,8 +303,9 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    web.run_app(build_app(upstreams, issuer, args.web_dir), host="127.0.0.1", port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        build_app(upstreams, issuer, args.web_dir), host="127.0.0.1", port=args.port, access_log=None, print=None
+    )
 
 
 if __name__ == "__main__":

@@ -102,11 +102,7 @@ def ensure_jars(cache_dir: Path, pom: Path = POM) -> Path:
 
     def up_to_date() -> bool:
         marker = lib / _MARKER
-        return (
-            marker.is_file()
-            and marker.read_text().strip() == digest
-            and any(lib.glob("*.jar"))
-        )
+        return marker.is_file() and marker.read_text().strip() == digest and any(lib.glob("*.jar"))
 
     if up_to_date():
         return lib
@@ -120,16 +116,20 @@ def ensure_jars(cache_dir: Path, pom: Path = POM) -> Path:
         tmp = cache_dir / f"lib.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(pom),
-            "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0 or not any(tmp.glob("*.jar")):
             shutil.rmtree(tmp, ignore_errors=True)
             out = (proc.stdout + proc.stderr).strip().splitlines()[-30:]
             raise KafkaError(
-                f"resolving the Kafka jars failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                + "\n".join(out)
+                f"resolving the Kafka jars failed (exit {proc.returncode}): {' '.join(cmd)}\n" + "\n".join(out)
             )
         (tmp / _MARKER).write_text(digest + "\n")
         shutil.rmtree(lib, ignore_errors=True)  # never mix jars of two versions
@@ -225,7 +225,7 @@ def _probe(port: int, node_id: int = _NODE_ID, timeout: float = 2.0) -> bool:
                 return False
             versions = {}
             for i in range(count):
-                key, lo, hi = struct.unpack(">hhh", resp[6 + 6 * i: 12 + 6 * i])
+                key, lo, hi = struct.unpack(">hhh", resp[6 + 6 * i : 12 + 6 * i])
                 versions[key] = (lo, hi)
             lo, hi = versions.get(3, (0, -1))
             usable = [v for v in range(4, 9) if lo <= v <= hi]
@@ -442,7 +442,7 @@ class KafkaBroker:
             log.flush()
             t0 = time.monotonic()
             self._proc = subprocess.Popen(
-                jvm + ["kafka.Kafka", str(self.properties_file)],
+                [*jvm, "kafka.Kafka", str(self.properties_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -555,7 +555,7 @@ class KafkaBroker:
         )
 
     def _tool(self, jvm: list[str], args: list[str]) -> str:
-        cmd = jvm + ["kafka.tools.StorageTool", *args]
+        cmd = [*jvm, "kafka.tools.StorageTool", *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         out = proc.stdout + proc.stderr
         with open(self.log_file, "a") as log:
@@ -588,8 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "start":
             launched = broker.start(timeout=a.timeout)
             how = "started" if launched else "already running"
-            print(f"kafka {how}: pid {broker.pid}, bootstrap {broker.bootstrap}, "
-                  f"ready in {broker.startup_seconds:.1f}s, log {broker.log_file}")
+            print(
+                f"kafka {how}: pid {broker.pid}, bootstrap {broker.bootstrap}, "
+                f"ready in {broker.startup_seconds:.1f}s, log {broker.log_file}"
+            )
         elif a.command == "stop":
             pid = broker.pid
             broker.stop()
@@ -599,8 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             if pid is None:
                 print("kafka not running")
                 return 1
-            print(f"kafka running: pid {pid}, bootstrap {broker.bootstrap}, "
-                  f"ready={broker.is_ready()}")
+            print(f"kafka running: pid {pid}, bootstrap {broker.bootstrap}, ready={broker.is_ready()}")
     except KafkaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -72,7 +72,9 @@ class EmbeddedPostgres:
         for name in names:
             exists = subprocess.run(
                 [psql, self.dsn(), "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout.strip()
             if not exists:
                 subprocess.run([psql, self.dsn(), "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)

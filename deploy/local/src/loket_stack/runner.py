@@ -57,8 +57,18 @@ class StackConfig:
     @classmethod
     def from_env(cls, **overrides: object) -> StackConfig:
         config = cls(**overrides)  # type: ignore[arg-type]
-        for name in ("gateway", "catalogue", "booking", "calendar", "notifications", "sms", "smtp", "postgres",
-                     "kafka", "kafka_controller"):
+        for name in (
+            "gateway",
+            "catalogue",
+            "booking",
+            "calendar",
+            "notifications",
+            "sms",
+            "smtp",
+            "postgres",
+            "kafka",
+            "kafka_controller",
+        ):
             value = os.environ.get(f"LOKET_PORT_{name.upper()}")
             if value:
                 setattr(config, name, int(value))
@@ -69,8 +79,10 @@ class StackConfig:
         return f"http://127.0.0.1:{self.gateway}"
 
     def port_settings(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in (
-            "gateway", *SERVICES, "sms", "smtp", "postgres", "kafka", "kafka_controller")}
+        return {
+            name: getattr(self, name)
+            for name in ("gateway", *SERVICES, "sms", "smtp", "postgres", "kafka", "kafka_controller")
+        }
 
 
 class Stack:
@@ -85,8 +97,11 @@ class Stack:
         ]
         self.postgres = EmbeddedPostgres(config.data / "pg", config.postgres)
         self.kafka = KafkaBroker(
-            data_dir=config.data / "kafka", port=config.kafka, controller_port=config.kafka_controller,
-            log_dir=self.logs, cache_dir=config.cache / "kafka",
+            data_dir=config.data / "kafka",
+            port=config.kafka,
+            controller_port=config.kafka_controller,
+            log_dir=self.logs,
+            cache_dir=config.cache / "kafka",
         )
 
     # --- processes ------------------------------------------------------------------------
@@ -111,8 +126,13 @@ class Stack:
         _require_free_port(port, name)
         log = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self._pid_file(name).write_text(str(process.pid))
 
@@ -141,6 +161,12 @@ class Stack:
 
     def up(self, timeout: float = 180) -> dict[str, float]:
         """Start whatever is not running yet; return seconds spent per step."""
+        timings = self.up_infra()
+        timings.update(self.up_services(timeout))
+        return timings
+
+    def up_infra(self) -> dict[str, float]:
+        """PostgreSQL with the services' databases, Kafka, and the registry's topics."""
         timings: dict[str, float] = {}
         c = self.config
         for folder in (self.logs, self.run_dir, c.data / "mail"):
@@ -164,23 +190,54 @@ class Stack:
 
         asyncio.run(ensure_topics(self.kafka.bootstrap))
         timings["topics"] = time.monotonic() - t
+        return timings
 
+    def up_services(self, timeout: float = 180) -> dict[str, float]:
+        """The SMTP/SMS sinks, the gateway and the services; waits until each is ready."""
+        c = self.config
         t = time.monotonic()
         python = sys.executable
-        self._spawn("sinks", [python, "-m", "loket_stack.sinks", "--mail-dir", str(c.data / "mail"),
-                              "--sms-file", str(c.data / "sms.jsonl"), "--smtp-port", str(c.smtp),
-                              "--sms-port", str(c.sms)], {}, c.sms)
+        self._spawn(
+            "sinks",
+            [
+                python,
+                "-m",
+                "loket_stack.sinks",
+                "--mail-dir",
+                str(c.data / "mail"),
+                "--sms-file",
+                str(c.data / "sms.jsonl"),
+                "--smtp-port",
+                str(c.smtp),
+                "--sms-port",
+                str(c.sms),
+            ],
+            {},
+            c.sms,
+        )
         upstreams = [f"--upstream={s}=http://127.0.0.1:{getattr(c, s)}" for s in SERVICES]
         web_dir = REPO / "web" / "dist"
         web_args = ["--web-dir", str(web_dir if web_dir.is_dir() else REPO / "web")] if (REPO / "web").is_dir() else []
-        self._spawn("gateway", [python, "-m", "loket_stack.gateway", "--port", str(c.gateway),
-                                "--key-file", str(c.data / "auth" / "signing-key.pem"), *upstreams, *web_args],
-                    {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"}, c.gateway)
+        self._spawn(
+            "gateway",
+            [
+                python,
+                "-m",
+                "loket_stack.gateway",
+                "--port",
+                str(c.gateway),
+                "--key-file",
+                str(c.data / "auth" / "signing-key.pem"),
+                *upstreams,
+                *web_args,
+            ],
+            {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"},
+            c.gateway,
+        )
         for service in self.services:
             self._spawn(service, [python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
         self.wait_ready(timeout)
-        timings["services"] = time.monotonic() - t
-        return timings
+        return {"services": time.monotonic() - t}
 
     def wait_ready(self, timeout: float) -> None:
         c = self.config
@@ -193,8 +250,10 @@ class Stack:
             while pending:
                 for name, url in list(pending.items()):
                     if self._running_pid(name) is None:
-                        raise StackError(f"{name} exited during start-up; see {self.logs / (name + '.log')}:\n"
-                                         + _tail(self.logs / f"{name}.log"))
+                        raise StackError(
+                            f"{name} exited during start-up; see {self.logs / (name + '.log')}:\n"
+                            + _tail(self.logs / f"{name}.log")
+                        )
                     try:
                         if client.get(url).status_code == 200:
                             del pending[name]
@@ -229,8 +288,9 @@ class Stack:
         shutil.rmtree(self.config.data, ignore_errors=True)
 
     def status(self) -> dict[str, str]:
-        status = {name: ("running" if self._running_pid(name) else "stopped")
-                  for name in ("gateway", *SERVICES, "sinks")}
+        status = {
+            name: ("running" if self._running_pid(name) else "stopped") for name in ("gateway", *SERVICES, "sinks")
+        }
         status["kafka"] = "running" if self.kafka.is_running() else "stopped"
         status["postgres"] = "running" if self.postgres.running_port() else "stopped"
         return status

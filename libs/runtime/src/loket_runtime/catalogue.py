@@ -12,10 +12,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
+
 from loket_contracts import events as ev
 from loket_contracts.events import EVENT_TYPES
 from loket_contracts.topics import CATALOGUE
-
 from loket_runtime.consumer import Delivery, HandlerContext, PartitionBatchConsumer
 
 BRUSSELS = ZoneInfo("Europe/Brussels")

@@ -22,12 +22,12 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
 from loket_contracts.envelope import Envelope, EnvelopeError
 from loket_contracts.events import EVENT_TYPES, Event
 from loket_contracts.topics import DEAD_LETTERS
 from loket_contracts.upcasting import UnknownEventType, parse_event
-from pydantic import ValidationError
-
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import bound, get_logger
 from loket_runtime.outbox import Outbox

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
 from loket_contracts.envelope import Envelope
 from loket_contracts.events import Event
 from loket_contracts.upcasting import parse_event

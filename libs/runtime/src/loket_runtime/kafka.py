@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
 from loket_contracts.topics import ALL_TOPICS, Topic
 
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from loket_contracts.envelope import Envelope
 
+from loket_contracts.envelope import Envelope
 from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
 
@@ -107,6 +107,9 @@ class OutboxRelay:
                 await self._producer.send(row["topic"], value=row["value"], key=row["key"].encode(), headers=headers)
             )
         await asyncio.gather(*futures)
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
+        await self.mark_published(conn, [row["id"] for row in rows])
         self.published += len(rows)
         return len(rows)
+
+    async def mark_published(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)

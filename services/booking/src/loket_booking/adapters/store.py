@@ -10,13 +10,13 @@ from typing import Any
 
 import asyncpg
 from cryptography.fernet import Fernet
+
+from loket_booking.domain.booking import Booking
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
 from loket_runtime.eventstore import EventStore
 from loket_runtime.outbox import Outbox
-
-from loket_booking.domain.booking import Booking
 
 SOURCE = "loket/booking"
 PUBLISHED_TYPES = {model.TYPE for model in BOOKINGS.events}
@@ -41,15 +41,26 @@ class BookingRepository:
         return booking
 
     async def record(
-        self, conn: asyncpg.Connection, booking: Booking, new_events: Sequence[ev.Event],
-        cause: Envelope | None = None, correlation_id: str | None = None, at: datetime | None = None,
+        self,
+        conn: asyncpg.Connection,
+        booking: Booking,
+        new_events: Sequence[ev.Event],
+        cause: Envelope | None = None,
+        correlation_id: str | None = None,
+        at: datetime | None = None,
     ) -> list[Envelope]:
         """Append the events after the version loaded (ConcurrencyError if it moved), publish the
         booking's own events through the outbox, and update the read model: one transaction."""
         envelopes = [
-            Envelope(type=e.TYPE, source=SOURCE, subject=booking.id, data=e.model_dump(mode="json"),
-                     correlationid=correlation_id or (cause.correlationid if cause else None) or booking.id,
-                     causationid=cause.id if cause else None, **({"time": at} if at else {}))
+            Envelope(
+                type=e.TYPE,
+                source=SOURCE,
+                subject=booking.id,
+                data=e.model_dump(mode="json"),
+                correlationid=correlation_id or (cause.correlationid if cause else None) or booking.id,
+                causationid=cause.id if cause else None,
+                **({"time": at} if at else {}),
+            )
             for e in new_events
         ]
         if not envelopes:
@@ -62,18 +73,33 @@ class BookingRepository:
         await conn.execute(
             "UPDATE bookings SET status = $2, start_at = $3, end_at = $4, desk_id = $5, hold_expires_at = $6,"
             " version = $7, updated_at = now() WHERE id = $1",
-            booking.id, booking.status, booking.start, booking.end, booking.desk_id, booking.hold_expires_at,
+            booking.id,
+            booking.status,
+            booking.start,
+            booking.end,
+            booking.desk_id,
+            booking.hold_expires_at,
             booking.version,
         )
         return envelopes
 
-    async def insert_read_model(self, conn: asyncpg.Connection, booking: Booking, person_key: str,
-                                token_hash: bytes) -> None:
+    async def insert_read_model(
+        self, conn: asyncpg.Connection, booking: Booking, person_key: str, token_hash: bytes
+    ) -> None:
         await conn.execute(
             "INSERT INTO bookings (id, status, product_id, location_id, start_at, end_at, language, given_name,"
             " family_name, person_key, token_hash, version) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0)",
-            booking.id, "requested", booking.product_id, booking.location_id, booking.start, booking.end,
-            booking.language, booking.given_name, booking.family_name, person_key, token_hash,
+            booking.id,
+            "requested",
+            booking.product_id,
+            booking.location_id,
+            booking.start,
+            booking.end,
+            booking.language,
+            booking.given_name,
+            booking.family_name,
+            person_key,
+            token_hash,
         )
 
     async def row(self, conn: asyncpg.Connection | asyncpg.Pool, booking_id: str) -> asyncpg.Record | None:
@@ -84,16 +110,20 @@ class BookingRepository:
         count: int = await conn.fetchval(
             "SELECT count(*) FROM bookings WHERE person_key = $1 AND product_id = $2"
             " AND status IN ('requested', 'held', 'confirmed')",
-            person_key, product_id,
+            person_key,
+            product_id,
         )
         return count
 
-    async def ids_on_day(self, conn: asyncpg.Connection, location_id: str | None, start: datetime,
-                         end: datetime) -> list[str]:
+    async def ids_on_day(
+        self, conn: asyncpg.Connection, location_id: str | None, start: datetime, end: datetime
+    ) -> list[str]:
         rows = await conn.fetch(
             "SELECT id FROM bookings WHERE ($1::text IS NULL OR location_id = $1) AND start_at >= $2"
             " AND start_at < $3 AND status IN ('requested', 'held', 'confirmed')",
-            location_id, start, end,
+            location_id,
+            start,
+            end,
         )
         return [r["id"] for r in rows]
 
@@ -108,13 +138,16 @@ class PrivateData:
             secret = Fernet.generate_key()
             await conn.execute(
                 "INSERT INTO person_keys (person_key, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                person_key, secret,
+                person_key,
+                secret,
             )
             secret = await conn.fetchval("SELECT secret FROM person_keys WHERE person_key = $1", person_key)
         ciphertext = Fernet(secret).encrypt(json.dumps(data).encode())
         await conn.execute(
             "INSERT INTO booking_private (booking_id, person_key, ciphertext) VALUES ($1, $2, $3)",
-            booking_id, person_key, ciphertext,
+            booking_id,
+            person_key,
+            ciphertext,
         )
 
     async def load(self, conn: asyncpg.Connection | asyncpg.Pool, booking_id: str) -> dict[str, Any] | None:

@@ -17,11 +17,6 @@ from typing import Any
 
 import asyncpg
 from cryptography.fernet import Fernet
-from loket_contracts import events as ev
-from loket_contracts.ids import new_event_id
-from loket_runtime.catalogue import CatalogueView, local, local_day
-from loket_runtime.consumer import Delivery, HandlerContext
-from loket_runtime.eventstore import ConcurrencyError
 
 from loket_booking.adapters.store import BookingRepository, PrivateData
 from loket_booking.domain.booking import Booking, TransitionRefused
@@ -33,6 +28,11 @@ from loket_booking.domain.rules import (
     normalise_phone,
     parse_national_number,
 )
+from loket_contracts import events as ev
+from loket_contracts.ids import new_event_id
+from loket_runtime.catalogue import CatalogueView, local, local_day
+from loket_runtime.consumer import Delivery, HandlerContext
+from loket_runtime.eventstore import ConcurrencyError
 
 DECIDED_CHANNEL = "loket_booking_decided"
 
@@ -99,8 +99,9 @@ class BookingService:
         if birth is not None and birth > local_day(now):
             raise RuleViolation("person.birth_date", "lies in the future")
         product = self.view.products[cmd.product]
-        check_eligibility(cmd.product, product.eligibility, birth, local_day(cmd.start), cmd.location,
-                          cmd.applied_at_location)
+        check_eligibility(
+            cmd.product, product.eligibility, birth, local_day(cmd.start), cmd.location, cmd.applied_at_location
+        )
         if birth is not None:
             private["birth_date"] = birth.isoformat()
         if cmd.nationality:
@@ -109,26 +110,41 @@ class BookingService:
         person_key = hmac.new(self._secret, identity.encode(), hashlib.sha256).hexdigest()
         return end, private, person_key
 
-    async def request(self, conn: asyncpg.Connection, cmd: NewBooking, now: datetime,
-                      correlation_id: str | None) -> tuple[Booking, str]:
+    async def request(
+        self, conn: asyncpg.Connection, cmd: NewBooking, now: datetime, correlation_id: str | None
+    ) -> tuple[Booking, str]:
         """Validate and record a new booking (caller holds a transaction); returns it and its token."""
         end, private, person_key = self.validate(cmd, now)
         # One person's concurrent requests queue here, so the per-person limit holds.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", person_key)
         limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
         if await self.repo.active_count(conn, person_key, cmd.product) >= limit:
-            raise RuleViolation("person", f"this person already has an active booking for {cmd.product}; "
-                                          "cancel or reschedule that one instead")
-        booking = Booking(id=str(new_event_id()), location_id=cmd.location, product_id=cmd.product,
-                          start=cmd.start, end=end, language=cmd.language, given_name=cmd.given_name,
-                          family_name=cmd.family_name)
+            raise RuleViolation(
+                "person",
+                f"this person already has an active booking for {cmd.product}; cancel or reschedule that one instead",
+            )
+        booking = Booking(
+            id=str(new_event_id()),
+            location_id=cmd.location,
+            product_id=cmd.product,
+            start=cmd.start,
+            end=end,
+            language=cmd.language,
+            given_name=cmd.given_name,
+            family_name=cmd.family_name,
+        )
         token = secrets.token_urlsafe(16)  # 128 random bits
         await self.repo.insert_read_model(conn, booking, person_key, token_hash(token))
         await self.private.save(conn, booking.id, person_key, private | {"manage_token": token})
         requested = ev.BookingRequested(
-            booking_id=booking.id, location_id=cmd.location, product_id=cmd.product, start=cmd.start, end=end,
+            booking_id=booking.id,
+            location_id=cmd.location,
+            product_id=cmd.product,
+            start=cmd.start,
+            end=end,
             person=ev.PersonName(given_name=cmd.given_name, family_name=cmd.family_name),
-            language=cmd.language, requested_at=now,  # type: ignore[arg-type]
+            language=cmd.language,
+            requested_at=now,  # type: ignore[arg-type]
         )
         await self.repo.record(conn, booking, [requested], correlation_id=correlation_id, at=now)
         return booking, token
@@ -176,8 +192,9 @@ class BookingService:
             booking = await self.repo.load(ctx.conn, booking_id)
             if booking is None:
                 return  # not ours (another deployment's booking): nothing to do
-            recorded = await self.repo.record(ctx.conn, booking, decide(booking, delivery.event),
-                                              cause=delivery.envelope)
+            recorded = await self.repo.record(
+                ctx.conn, booking, decide(booking, delivery.event), cause=delivery.envelope
+            )
             if recorded:
                 await ctx.conn.execute("SELECT pg_notify($1, $2)", DECIDED_CHANNEL, booking_id)
 

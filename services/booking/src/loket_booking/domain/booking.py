@@ -90,34 +90,67 @@ class Booking:
         if self.status != "requested":
             return []  # applied already, or the resident cancelled meanwhile (calendar saw that too)
         if decision.hold_expires_at is not None:
-            return [ev.BookingHeld(booking_id=self.id, location_id=self.location_id, product_id=self.product_id,
-                                   desk_id=decision.desk_id, start=decision.start, end=decision.end,
-                                   hold_expires_at=decision.hold_expires_at, language=self.language)]  # type: ignore[arg-type]
+            return [
+                ev.BookingHeld(
+                    booking_id=self.id,
+                    location_id=self.location_id,
+                    product_id=self.product_id,
+                    desk_id=decision.desk_id,
+                    start=decision.start,
+                    end=decision.end,
+                    hold_expires_at=decision.hold_expires_at,
+                    language=self.language,
+                )
+            ]  # type: ignore[arg-type]
         return [self._confirmed(decision.desk_id, "calendar")]
 
     def on_slot_rejected(self, decision: ev.SlotRejected) -> list[ev.Event]:
         if self.status != "requested":
             return []
-        return [ev.BookingRejected(booking_id=self.id, location_id=self.location_id, product_id=self.product_id,
-                                   start=decision.start, reason=decision.reason, alternatives=decision.alternatives,
-                                   language=self.language)]  # type: ignore[arg-type]
+        return [
+            ev.BookingRejected(
+                booking_id=self.id,
+                location_id=self.location_id,
+                product_id=self.product_id,
+                start=decision.start,
+                reason=decision.reason,
+                alternatives=decision.alternatives,
+                language=self.language,
+            )
+        ]  # type: ignore[arg-type]
 
     def on_hold_expired(self, _: ev.HoldExpired) -> list[ev.Event]:
         if self.status != "held":
             return []
         assert self.start is not None
-        return [ev.BookingExpired(booking_id=self.id, location_id=self.location_id, product_id=self.product_id,
-                                  start=self.start, language=self.language)]  # type: ignore[arg-type]
+        return [
+            ev.BookingExpired(
+                booking_id=self.id,
+                location_id=self.location_id,
+                product_id=self.product_id,
+                start=self.start,
+                language=self.language,
+            )
+        ]  # type: ignore[arg-type]
 
     def on_reschedule_reserved(self, decision: ev.RescheduleReserved) -> list[ev.Event]:
         if self.pending_reschedule != decision.request_id:
             return []
         assert self.start is not None
-        return [ev.BookingRescheduled(booking_id=self.id, request_id=decision.request_id,
-                                      location_id=self.location_id, product_id=self.product_id,
-                                      desk_id=decision.desk_id, old_start=self.start, start=decision.start,
-                                      end=decision.end, sequence=self.sequence + 1,
-                                      language=self.language)]  # type: ignore[arg-type]
+        return [
+            ev.BookingRescheduled(
+                booking_id=self.id,
+                request_id=decision.request_id,
+                location_id=self.location_id,
+                product_id=self.product_id,
+                desk_id=decision.desk_id,
+                old_start=self.start,
+                start=decision.start,
+                end=decision.end,
+                sequence=self.sequence + 1,
+                language=self.language,
+            )
+        ]  # type: ignore[arg-type]
 
     def on_reschedule_rejected(self, decision: ev.RescheduleRejected) -> list[ev.Event]:
         if self.pending_reschedule != decision.request_id:
@@ -144,14 +177,29 @@ class Booking:
         assert self.start is not None and self.end is not None
         if by == "resident" and now > self.start - resident_deadline:
             hours = resident_deadline.total_seconds() / 3600
-            raise TransitionRefused(f"Online cancellation closes {hours:g} hours before the appointment; "
-                                    "please call or e-mail the counter.", "cancel-deadline")
-        return [ev.BookingCancelled(booking_id=self.id, location_id=self.location_id, product_id=self.product_id,
-                                    desk_id=self.desk_id, start=self.start, end=self.end, cancelled_by=by,
-                                    reason=reason, cancelled_at=now, language=self.language)]  # type: ignore[arg-type]
+            raise TransitionRefused(
+                f"Online cancellation closes {hours:g} hours before the appointment; "
+                "please call or e-mail the counter.",
+                "cancel-deadline",
+            )
+        return [
+            ev.BookingCancelled(
+                booking_id=self.id,
+                location_id=self.location_id,
+                product_id=self.product_id,
+                desk_id=self.desk_id,
+                start=self.start,
+                end=self.end,
+                cancelled_by=by,
+                reason=reason,
+                cancelled_at=now,
+                language=self.language,
+            )
+        ]  # type: ignore[arg-type]
 
-    def request_reschedule(self, request_id: str, new_start: datetime, new_end: datetime, now: datetime,
-                           resident_deadline: timedelta) -> list[ev.Event]:
+    def request_reschedule(
+        self, request_id: str, new_start: datetime, new_end: datetime, now: datetime, resident_deadline: timedelta
+    ) -> list[ev.Event]:
         if self.status not in ("held", "confirmed"):
             raise TransitionRefused(f"A {self.status} booking cannot be rescheduled.")
         if self.pending_reschedule is not None:
@@ -161,9 +209,18 @@ class Booking:
             raise TransitionRefused("Online rescheduling closes before the appointment.", "cancel-deadline")
         if new_start == self.start:
             raise TransitionRefused("The booking is already at that time.", "same-time")
-        return [ev.RescheduleRequested(booking_id=self.id, request_id=request_id, location_id=self.location_id,
-                                       product_id=self.product_id, old_start=self.start, new_start=new_start,
-                                       new_end=new_end, requested_at=now)]
+        return [
+            ev.RescheduleRequested(
+                booking_id=self.id,
+                request_id=request_id,
+                location_id=self.location_id,
+                product_id=self.product_id,
+                old_start=self.start,
+                new_start=new_start,
+                new_end=new_end,
+                requested_at=now,
+            )
+        ]
 
     def record_attendance(self, outcome: str, by: str, now: datetime, checkin_early: timedelta) -> list[ev.Event]:
         allowed = {"checked_in": ("confirmed",), "no_show": ("confirmed",), "completed": ("checked_in",)}
@@ -177,11 +234,21 @@ class Booking:
             raise TransitionRefused(f"Check-in opens {minutes} minutes before the appointment.", "too-early")
         if outcome == "no_show" and now < self.start:
             raise TransitionRefused("A resident can only be marked absent after the start time.", "too-early")
-        return [ev.AttendanceRecorded(booking_id=self.id, location_id=self.location_id, start=self.start,
-                                      outcome=outcome, by=by)]  # type: ignore[arg-type]
+        return [
+            ev.AttendanceRecorded(
+                booking_id=self.id, location_id=self.location_id, start=self.start, outcome=outcome, by=by
+            )
+        ]  # type: ignore[arg-type]
 
     def _confirmed(self, desk_id: str, by: str) -> ev.BookingConfirmed:
         assert self.start is not None and self.end is not None
-        return ev.BookingConfirmed(booking_id=self.id, location_id=self.location_id, product_id=self.product_id,
-                                   desk_id=desk_id, start=self.start, end=self.end, confirmed_by=by,
-                                   language=self.language)  # type: ignore[arg-type]
+        return ev.BookingConfirmed(
+            booking_id=self.id,
+            location_id=self.location_id,
+            product_id=self.product_id,
+            desk_id=desk_id,
+            start=self.start,
+            end=self.end,
+            confirmed_by=by,
+            language=self.language,
+        )  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+
 from loket_runtime.catalogue import BRUSSELS, CatalogueView, local_day
 
 
@@ -85,15 +86,22 @@ def age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def check_eligibility(product_id: str, eligibility: dict[str, object], birth: date | None, appointment: date,
-                      location_id: str, applied_at: str | None) -> None:
+def check_eligibility(
+    product_id: str,
+    eligibility: dict[str, object],
+    birth: date | None,
+    appointment: date,
+    location_id: str,
+    applied_at: str | None,
+) -> None:
     max_age = eligibility.get("max_age_years")
     if isinstance(max_age, int):
         if birth is None:
             raise RuleViolation("person.birth_date", f"{product_id} needs the child's birth date")
         if age_on(birth, appointment) >= max_age:
-            raise RuleViolation("person.birth_date",
-                                f"{product_id} is for a child under {max_age} on the day of the appointment")
+            raise RuleViolation(
+                "person.birth_date", f"{product_id} is for a child under {max_age} on the day of the appointment"
+            )
     if eligibility.get("same_location_as_application") and applied_at and applied_at != location_id:
         raise RuleViolation("location", f"pick the card up where you applied for it: {applied_at}")
 

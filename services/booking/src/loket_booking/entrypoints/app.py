@@ -15,17 +15,6 @@ import asyncpg
 import icalendar
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from loket_contracts import events as ev
-from loket_contracts.ids import new_event_id
-from loket_contracts.topics import CALENDAR, CATALOGUE
-from loket_runtime.auth import Principal, current_principal
-from loket_runtime.catalogue import BRUSSELS, CatalogueView, catalogue_consumer, load_catalogue_view
-from loket_runtime.consumer import PartitionBatchConsumer
-from loket_runtime.eventstore import ConcurrencyError
-from loket_runtime.notify import Waiters
-from loket_runtime.problems import Problem, field_problem
-from loket_runtime.service import ServiceRuntime, create_app
-from loket_runtime.settings import ServiceSettings
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loket_booking.adapters.store import body_hash
@@ -39,6 +28,17 @@ from loket_booking.application.service import (
 )
 from loket_booking.domain.booking import Booking
 from loket_booking.domain.rules import RuleViolation
+from loket_contracts import events as ev
+from loket_contracts.ids import new_event_id
+from loket_contracts.topics import CALENDAR, CATALOGUE
+from loket_runtime.auth import Principal, current_principal
+from loket_runtime.catalogue import BRUSSELS, CatalogueView, catalogue_consumer, load_catalogue_view
+from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.notify import Waiters
+from loket_runtime.problems import Problem, field_problem
+from loket_runtime.service import ServiceRuntime, create_app
+from loket_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 DECIDED = ("held", "confirmed", "rejected")
@@ -104,19 +104,37 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     settings = settings or BookingSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
     view = CatalogueView()
-    policy = BookingPolicy(resident_cancel_deadline=timedelta(hours=settings.resident_cancel_deadline_hours),
-                           checkin_early=timedelta(minutes=settings.checkin_early_minutes))
+    policy = BookingPolicy(
+        resident_cancel_deadline=timedelta(hours=settings.resident_cancel_deadline_hours),
+        checkin_early=timedelta(minutes=settings.checkin_early_minutes),
+    )
     service = BookingService(view, settings.booking_secret, policy)
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
 
-    runtime.add_consumer(lambda pool: catalogue_consumer(
-        pool, settings.kafka_bootstrap, settings.service_name, settings.instance_id, view))
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="booking-decisions", topics=[CALENDAR.name],
-        handlers=service.handlers(), batch_size=settings.consumer_batch_size))
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id="booking-closures", topics=[CATALOGUE.name],
-        handlers={ev.ClosureDeclared.TYPE: service.on_closure}))
+    runtime.add_consumer(
+        lambda pool: catalogue_consumer(
+            pool, settings.kafka_bootstrap, settings.service_name, settings.instance_id, view
+        )
+    )
+    runtime.add_consumer(
+        lambda pool: PartitionBatchConsumer(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id="booking-decisions",
+            topics=[CALENDAR.name],
+            handlers=service.handlers(),
+            batch_size=settings.consumer_batch_size,
+        )
+    )
+    runtime.add_consumer(
+        lambda pool: PartitionBatchConsumer(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id="booking-closures",
+            topics=[CATALOGUE.name],
+            handlers={ev.ClosureDeclared.TYPE: service.on_closure},
+        )
+    )
 
     async def load_view(rt: ServiceRuntime) -> None:
         view.replace_with(await load_catalogue_view(rt.pool))
@@ -145,21 +163,32 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     def view_of(booking: Booking, row: asyncpg.Record) -> dict[str, Any]:
         return {
-            "id": booking.id, "status": booking.status, "product": booking.product_id,
-            "location": booking.location_id, "desk": booking.desk_id,
-            "start": brussels(booking.start), "end": brussels(booking.end),
-            "hold_expires_at": brussels(booking.hold_expires_at), "language": booking.language,
+            "id": booking.id,
+            "status": booking.status,
+            "product": booking.product_id,
+            "location": booking.location_id,
+            "desk": booking.desk_id,
+            "start": brussels(booking.start),
+            "end": brussels(booking.end),
+            "hold_expires_at": brussels(booking.hold_expires_at),
+            "language": booking.language,
             "person": {"given_name": row["given_name"], "family_name": row["family_name"]},
             "reschedule_pending": booking.pending_reschedule is not None,
-            "history": [{k: (brussels(v) if isinstance(v, datetime) else v) for k, v in h.items()}
-                        for h in booking.history],
+            "history": [
+                {k: (brussels(v) if isinstance(v, datetime) else v) for k, v in h.items()} for h in booking.history
+            ],
             "links": links(booking.id),
         }
 
     def links(booking_id: str) -> dict[str, str]:
         base = f"/api/v1/bookings/{booking_id}"
-        return {"self": base, "confirm": f"{base}/confirm", "cancel": f"{base}/cancel",
-                "reschedule": f"{base}/reschedule", "calendar": f"{base}/calendar.ics"}
+        return {
+            "self": base,
+            "confirm": f"{base}/confirm",
+            "cancel": f"{base}/cancel",
+            "reschedule": f"{base}/reschedule",
+            "calendar": f"{base}/calendar.ics",
+        }
 
     async def run_command(booking_id: str, decide: Any) -> Booking:
         try:
@@ -187,9 +216,17 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     # --- residents ------------------------------------------------------------------------
 
-    @app.post("/api/v1/bookings", status_code=202, tags=["bookings"], summary="Book an appointment",
-              responses={201: {"description": "decided within Prefer: wait"}, 409: {"description": "slot gone"},
-                         422: {"description": "invalid input"}})
+    @app.post(
+        "/api/v1/bookings",
+        status_code=202,
+        tags=["bookings"],
+        summary="Book an appointment",
+        responses={
+            201: {"description": "decided within Prefer: wait"},
+            409: {"description": "slot gone"},
+            422: {"description": "invalid input"},
+        },
+    )
     async def create_booking(
         body: BookingIn,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -197,11 +234,20 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         now = datetime.now(UTC)
-        cmd = NewBooking(product=body.product, location=body.location, start=body.start,
-                         given_name=body.person.given_name, family_name=body.person.family_name,
-                         birth_date=body.person.birth_date, national_number=body.person.national_number,
-                         nationality=body.person.nationality, email=body.contact.email, phone=body.contact.phone,
-                         language=body.language, applied_at_location=body.applied_at_location)
+        cmd = NewBooking(
+            product=body.product,
+            location=body.location,
+            start=body.start,
+            given_name=body.person.given_name,
+            family_name=body.person.family_name,
+            birth_date=body.person.birth_date,
+            national_number=body.person.national_number,
+            nationality=body.person.nationality,
+            email=body.contact.email,
+            phone=body.contact.phone,
+            language=body.language,
+            applied_at_location=body.applied_at_location,
+        )
         fingerprint = body_hash(body.model_dump(mode="json"))
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
@@ -211,17 +257,23 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                     earlier = await conn.fetchrow("SELECT * FROM idempotency_keys WHERE key = $1", idempotency_key)
                     if earlier is not None:
                         if earlier["body_hash"] != fingerprint:
-                            raise field_problem("Idempotency-Key", "was used before with a different body",
-                                                "Idempotency-Key reused")
+                            raise field_problem(
+                                "Idempotency-Key", "was used before with a different body", "Idempotency-Key reused"
+                            )
                         first = json.loads(service.unseal(earlier["response"]))
-                        return await answer(first["id"], first["manage_token"], parse_wait(
-                            prefer, settings.max_wait_seconds))
+                        return await answer(
+                            first["id"], first["manage_token"], parse_wait(prefer, settings.max_wait_seconds)
+                        )
                 booking, token = await service.request(conn, cmd, now, x_correlation_id)
                 if idempotency_key:
                     sealed = service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
                     await conn.execute(
                         "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
-                        idempotency_key, fingerprint, booking.id, sealed)
+                        idempotency_key,
+                        fingerprint,
+                        booking.id,
+                        sealed,
+                    )
         except RuleViolation as exc:
             raise field_problem(exc.field, exc.message) from exc
         return await answer(booking.id, token, parse_wait(prefer, settings.max_wait_seconds))
@@ -232,23 +284,46 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         if wait:
             headers["Preference-Applied"] = f"wait={wait:g}"
         if booking is None or booking.status == "requested":
-            return JSONResponse({"id": booking_id, "status": "requested", "manage_token": token,
-                                 "links": links(booking_id)}, status_code=202, headers=headers)
+            return JSONResponse(
+                {"id": booking_id, "status": "requested", "manage_token": token, "links": links(booking_id)},
+                status_code=202,
+                headers=headers,
+            )
         if booking.status == "rejected":
             rejected = next((h for h in reversed(booking.history) if h["event"] == "booking-rejected"), {})
             stored = await service.repo.events.load(runtime.pool, f"booking-{booking_id}")
             alternatives = [
                 {"start": brussels(a.start), "end": brussels(a.end), "location": a.location_id}
-                for s in stored if isinstance(s.event, ev.BookingRejected) for a in s.event.alternatives
+                for s in stored
+                if isinstance(s.event, ev.BookingRejected)
+                for a in s.event.alternatives
             ]
-            body = Problem(409, "Slot not available", "That time is no longer free; here are the nearest free ones.",
-                           "slot-unavailable", id=booking_id, status_detail="rejected",
-                           reason=rejected.get("reason"), alternatives=alternatives).body()
+            body = Problem(
+                409,
+                "Slot not available",
+                "That time is no longer free; here are the nearest free ones.",
+                "slot-unavailable",
+                id=booking_id,
+                status_detail="rejected",
+                reason=rejected.get("reason"),
+                alternatives=alternatives,
+            ).body()
             return JSONResponse(body, status_code=409, media_type="application/problem+json", headers=headers)
-        return JSONResponse({"id": booking.id, "status": booking.status, "start": brussels(booking.start),
-                             "end": brussels(booking.end), "location": booking.location_id, "desk": booking.desk_id,
-                             "hold_expires_at": brussels(booking.hold_expires_at), "manage_token": token,
-                             "links": links(booking.id)}, status_code=201, headers=headers)
+        return JSONResponse(
+            {
+                "id": booking.id,
+                "status": booking.status,
+                "start": brussels(booking.start),
+                "end": brussels(booking.end),
+                "location": booking.location_id,
+                "desk": booking.desk_id,
+                "hold_expires_at": brussels(booking.hold_expires_at),
+                "manage_token": token,
+                "links": links(booking.id),
+            },
+            status_code=201,
+            headers=headers,
+        )
 
     @app.get("/api/v1/bookings/{booking_id}", tags=["bookings"], summary="View a booking (manage token)")
     async def get_booking(booking_id: str, request: Request, token: str | None = None) -> dict[str, Any]:
@@ -257,34 +332,54 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         assert booking is not None
         return view_of(booking, row)
 
-    @app.post("/api/v1/bookings/{booking_id}/confirm", tags=["bookings"],
-              summary="Confirm a held booking (link from the e-mail)")
+    @app.post(
+        "/api/v1/bookings/{booking_id}/confirm",
+        tags=["bookings"],
+        summary="Confirm a held booking (link from the e-mail)",
+    )
     async def confirm(booking_id: str, request: Request, token: str | None = None) -> dict[str, Any]:
         row = await authorised_row(request, booking_id, token)
         booking = await run_command(booking_id, lambda b: b.confirm(datetime.now(UTC)))
         return view_of(booking, row)
 
-    @app.post("/api/v1/bookings/{booking_id}/cancel", tags=["bookings"],
-              summary="Cancel: by the resident (manage token) or by staff (JWT, with a reason)")
-    async def cancel(booking_id: str, request: Request, token: str | None = None,
-                     body: StaffCancelIn | None = None) -> dict[str, Any]:
+    @app.post(
+        "/api/v1/bookings/{booking_id}/cancel",
+        tags=["bookings"],
+        summary="Cancel: by the resident (manage token) or by staff (JWT, with a reason)",
+    )
+    async def cancel(
+        booking_id: str, request: Request, token: str | None = None, body: StaffCancelIn | None = None
+    ) -> dict[str, Any]:
         presented = presented_token(request, token) or ""
         if presented.count(".") == 2:  # a JWT: staff
             principal = await current_principal(request)
             row = await staff_row(principal, booking_id)
             reason = body.reason if body else "cancelled by the counter"
-            booking = await run_command(booking_id, lambda b: b.cancel("staff", reason, datetime.now(UTC),
-                                                                       timedelta(0)))
+            booking = await run_command(
+                booking_id, lambda b: b.cancel("staff", reason, datetime.now(UTC), timedelta(0))
+            )
         else:
             row = await authorised_row(request, booking_id, token)
-            booking = await run_command(booking_id, lambda b: b.cancel(
-                "resident", "cancelled by the resident", datetime.now(UTC), policy.resident_cancel_deadline))
+            booking = await run_command(
+                booking_id,
+                lambda b: b.cancel(
+                    "resident", "cancelled by the resident", datetime.now(UTC), policy.resident_cancel_deadline
+                ),
+            )
         return view_of(booking, row)
 
-    @app.post("/api/v1/bookings/{booking_id}/reschedule", tags=["bookings"],
-              summary="Move to another time; the old one is kept until the new one is reserved")
-    async def reschedule(booking_id: str, body: RescheduleIn, request: Request, token: str | None = None,
-                         prefer: Annotated[str | None, Header()] = None) -> Response:
+    @app.post(
+        "/api/v1/bookings/{booking_id}/reschedule",
+        tags=["bookings"],
+        summary="Move to another time; the old one is kept until the new one is reserved",
+    )
+    async def reschedule(
+        booking_id: str,
+        body: RescheduleIn,
+        request: Request,
+        token: str | None = None,
+        prefer: Annotated[str | None, Header()] = None,
+    ) -> Response:
         row = await authorised_row(request, booking_id, token)
         now = datetime.now(UTC)
         current = await service.repo.load(runtime.pool, booking_id)
@@ -294,20 +389,33 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         except RuleViolation as exc:
             raise field_problem(exc.field, exc.message) from exc
         request_id = str(new_event_id())
-        await run_command(booking_id, lambda b: b.request_reschedule(
-            request_id, body.start, new_end, now, policy.resident_cancel_deadline))
+        await run_command(
+            booking_id,
+            lambda b: b.request_reschedule(request_id, body.start, new_end, now, policy.resident_cancel_deadline),
+        )
         wait = parse_wait(prefer, settings.max_wait_seconds) or 5.0
         booking = await wait_for(booking_id, wait, lambda b: b.pending_reschedule != request_id)
         assert booking is not None
         result = view_of(booking, row)
         if booking.pending_reschedule == request_id:
             return JSONResponse(result, status_code=202)
-        outcome = next((h for h in reversed(booking.history) if h.get("new_start") is not None
-                        or h["event"] == "booking-rescheduled"), {})
+        outcome = next(
+            (
+                h
+                for h in reversed(booking.history)
+                if h.get("new_start") is not None or h["event"] == "booking-rescheduled"
+            ),
+            {},
+        )
         if outcome.get("event") == "reschedule-rejected":
-            body_ = Problem(409, "New time not available",
-                            "The new time is taken; your booking keeps its old time.", "slot-unavailable",
-                            booking=result, reason=outcome.get("reason")).body()
+            body_ = Problem(
+                409,
+                "New time not available",
+                "The new time is taken; your booking keeps its old time.",
+                "slot-unavailable",
+                booking=result,
+                reason=outcome.get("reason"),
+            ).body()
             return JSONResponse(body_, status_code=409, media_type="application/problem+json")
         return JSONResponse(result, status_code=200)
 
@@ -333,8 +441,11 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             event.add("location", f"{location.name}, {location.address}")
         event.add("status", "CANCELLED" if booking.status == "cancelled" else "CONFIRMED")
         cal.add_component(event)
-        return Response(cal.to_ical(), media_type="text/calendar",
-                        headers={"Content-Disposition": f'attachment; filename="loket-{booking.id}.ics"'})
+        return Response(
+            cal.to_ical(),
+            media_type="text/calendar",
+            headers={"Content-Disposition": f'attachment; filename="loket-{booking.id}.ics"'},
+        )
 
     # --- staff ------------------------------------------------------------------------------
 
@@ -351,15 +462,20 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         async def record(booking_id: str, request: Request) -> dict[str, Any]:
             principal = await current_principal(request)
             row = await staff_row(principal, booking_id)
-            booking = await run_command(booking_id, lambda b: b.record_attendance(
-                outcome, principal.subject, datetime.now(UTC), policy.checkin_early))
+            booking = await run_command(
+                booking_id,
+                lambda b: b.record_attendance(outcome, principal.subject, datetime.now(UTC), policy.checkin_early),
+            )
             return view_of(booking, row)
 
         return record
 
     for path, outcome in (("check-in", "checked_in"), ("no-show", "no_show"), ("complete", "completed")):
-        app.post(f"/api/v1/bookings/{{booking_id}}/{path}", tags=["staff"],
-                 summary=f"Staff: mark {outcome.replace('_', ' ')}")(attendance(outcome))
+        app.post(
+            f"/api/v1/bookings/{{booking_id}}/{path}",
+            tags=["staff"],
+            summary=f"Staff: mark {outcome.replace('_', ' ')}",
+        )(attendance(outcome))
 
     # --- internal: for the notifications service -------------------------------------------
 
@@ -373,10 +489,15 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             raise Problem(404, "Not found", "No contact details (unknown booking or erased).")
         token = private["manage_token"]
         base = settings.public_base_url
-        return {"email": private.get("email"), "phone": private.get("phone"), "language": row["language"],
-                "given_name": row["given_name"], "family_name": row["family_name"],
-                "manage_url": f"{base}/manage/{booking_id}?token={token}",
-                "confirm_url": f"{base}/manage/{booking_id}?token={token}&confirm=1"}
+        return {
+            "email": private.get("email"),
+            "phone": private.get("phone"),
+            "language": row["language"],
+            "given_name": row["given_name"],
+            "family_name": row["family_name"],
+            "manage_url": f"{base}/manage/{booking_id}?token={token}",
+            "confirm_url": f"{base}/manage/{booking_id}?token={token}&confirm=1",
+        }
 
     return app
 

@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from loket_contracts import events as ev
-from loket_runtime.consumer import Delivery, HandlerContext
 
 from loket_calendar.domain.schedule import local_day
+from loket_contracts import events as ev
+from loket_runtime.consumer import Delivery, HandlerContext
 
 AGENDA_CHANNEL = "loket_agenda"
 STATUS_RANK = {

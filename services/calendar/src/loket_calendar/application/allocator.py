@@ -11,11 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
-from loket_contracts import events as ev
-from loket_contracts.envelope import Envelope
-from loket_contracts.topics import CALENDAR
-from loket_runtime.consumer import Delivery, HandlerContext
-from loket_runtime.logging import get_logger
 
 from loket_calendar.adapters import store
 from loket_calendar.domain.schedule import (
@@ -28,6 +23,11 @@ from loket_calendar.domain.schedule import (
     local,
     local_day,
 )
+from loket_contracts import events as ev
+from loket_contracts.envelope import Envelope
+from loket_contracts.topics import CALENDAR
+from loket_runtime.consumer import Delivery, HandlerContext
+from loket_runtime.logging import get_logger
 
 SOURCE = "loket/calendar"
 log = get_logger(__name__)

@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel
+from sse_starlette.sse import EventSourceResponse
+
+from loket_calendar.adapters import store
+from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
+from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
 from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR
 from loket_runtime.auth import Principal, require_role
@@ -19,13 +26,6 @@ from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
 from loket_runtime.settings import ServiceSettings
-from pydantic import BaseModel
-from sse_starlette.sse import EventSourceResponse
-
-from loket_calendar.adapters import store
-from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
-from loket_calendar.application.allocator import Allocator, AllocatorPolicy
-from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 log = get_logger(__name__)

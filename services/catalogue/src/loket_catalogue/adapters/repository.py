@@ -12,7 +12,9 @@ class EntityRepository:
         await conn.execute(
             "INSERT INTO catalogue_entities (kind, id, data) VALUES ($1, $2, $3)"
             " ON CONFLICT (kind, id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
-            kind, entity_id, data,
+            kind,
+            entity_id,
+            data,
         )
 
     async def delete(self, conn: asyncpg.Connection, kind: str, entity_id: str) -> None:

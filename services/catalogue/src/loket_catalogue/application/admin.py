@@ -14,7 +14,6 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from loket_contracts import events as ev
 
 from loket_catalogue.application.catalogue import LIFTED_MARKER, Catalogue
 from loket_catalogue.domain.rules import (
@@ -29,6 +28,7 @@ from loket_catalogue.domain.rules import (
     validate_weekly_hours,
 )
 from loket_catalogue.domain.slots import DeskHours, PreviewCount, ProductSpec, preview_counts
+from loket_contracts import events as ev
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 ADMIN_WRITE_LOCK = 7_400_101
@@ -89,8 +89,9 @@ class CatalogueAdmin:
             created = await self.entities.get(conn, "location", location.location_id) is None
             desks = await self._desks_at(conn, location.location_id)
             schedules = await self._relevant_schedules(conn, [d.desk_id for d in desks])
-            validate_location(location, await self.catalogue.known_products(conn), desks,
-                              [(s.desk_id, s.weekly) for s in schedules])
+            validate_location(
+                location, await self.catalogue.known_products(conn), desks, [(s.desk_id, s.weekly) for s in schedules]
+            )
             await self.catalogue.publish(conn, location)
         return created
 
@@ -101,8 +102,12 @@ class CatalogueAdmin:
             await self._lock(conn)
             existing_data = await self.entities.get(conn, "desk", desk.desk_id)
             existing = ev.DeskDefined.model_validate(existing_data) if existing_data else None
-            validate_desk(desk, await self.catalogue.location(conn, desk.location_id),
-                          await self.catalogue.known_products(conn), existing)
+            validate_desk(
+                desk,
+                await self.catalogue.location(conn, desk.location_id),
+                await self.catalogue.known_products(conn),
+                existing,
+            )
             await self.catalogue.publish(conn, desk)
         return existing is None
 
@@ -142,8 +147,11 @@ class CatalogueAdmin:
             location = await self.catalogue.location(conn, desk["location_id"])
             validate_weekly_hours(weekly, location.slot_grid_minutes if location else None)
             schedule = ev.SchedulePublished(
-                schedule_id=f"{desk_id}:{effective_from.isoformat()}", desk_id=desk_id,
-                location_id=desk["location_id"], effective_from=effective_from, weekly=weekly,
+                schedule_id=f"{desk_id}:{effective_from.isoformat()}",
+                desk_id=desk_id,
+                location_id=desk["location_id"],
+                effective_from=effective_from,
+                weekly=weekly,
             )
             created = await self.entities.get(conn, "schedule", schedule.schedule_id) is None
             await self.catalogue.publish(conn, schedule)
@@ -156,8 +164,13 @@ class CatalogueAdmin:
         day: declaring it again returns the closure (and republishes it only if the reason changed).
         The booking service cancels the bookings of that day when it consumes `closure-declared`."""
         validate_closure_day(day, self.today())
-        closure = ev.ClosureDeclared(closure_id=adhoc_closure_id(location_id, day), location_id=location_id,
-                                     day=day, kind="ad-hoc", reason=reason)
+        closure = ev.ClosureDeclared(
+            closure_id=adhoc_closure_id(location_id, day),
+            location_id=location_id,
+            day=day,
+            kind="ad-hoc",
+            reason=reason,
+        )
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
             if location_id is not None and await self.catalogue.location(conn, location_id) is None:
@@ -223,13 +236,16 @@ class CatalogueAdmin:
             validate_weekly_hours(weekly, location.slot_grid_minutes)
             products = {p["product_id"]: p for p in await self.entities.all(conn, "product")}
             schedules = [
-                _schedule_hours(r["data"]) for r in await conn.fetch(
+                _schedule_hours(r["data"])
+                for r in await conn.fetch(
                     "SELECT data FROM catalogue_entities WHERE kind = 'schedule' AND data->>'location_id' = $1",
-                    location_id)
+                    location_id,
+                )
             ]
             closures = [ev.ClosureDeclared.model_validate(c) for c in await self.entities.all(conn, "closure")]
-            lifted = {r["id"] for r in await conn.fetch(
-                "SELECT id FROM catalogue_entities WHERE kind = $1", LIFTED_MARKER)}
+            lifted = {
+                r["id"] for r in await conn.fetch("SELECT id FROM catalogue_entities WHERE kind = $1", LIFTED_MARKER)
+            }
         closed: dict[date, str] = {}
         for year in range(first.year, last.year + 1):
             for day, kind, name in closing_days(year):
@@ -239,16 +255,24 @@ class CatalogueAdmin:
             if closure.location_id in (None, location_id):
                 closed[closure.day] = closure.reason
         specs = [
-            ProductSpec(p, products[p]["duration_minutes"],
-                        tuple(d.desk_id for d in desks if p in d.products))
-            for p in location.products if p in products
+            ProductSpec(p, products[p]["duration_minutes"], tuple(d.desk_id for d in desks if p in d.products))
+            for p in location.products
+            if p in products
         ]
         targets = [desk_id] if desk_id is not None else [d.desk_id for d in desks]
         proposal = [DeskHours(d, effective_from, weekly) for d in targets]
-        counts = preview_counts(specs, location.slot_grid_minutes, schedules, proposal,
-                                lambda day: day in closed, first, last)
-        return Preview(location_id, tuple(targets), effective_from, first, last, counts,
-                       {d: r for d, r in sorted(closed.items()) if first <= d <= last})
+        counts = preview_counts(
+            specs, location.slot_grid_minutes, schedules, proposal, lambda day: day in closed, first, last
+        )
+        return Preview(
+            location_id,
+            tuple(targets),
+            effective_from,
+            first,
+            last,
+            counts,
+            {d: r for d, r in sorted(closed.items()) if first <= d <= last},
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -276,4 +300,3 @@ class CatalogueAdmin:
             current = max(in_force, key=lambda v: v.effective_from) if in_force else None
             relevant += [v for v in versions if v is current or v.effective_from > today]
         return relevant
-

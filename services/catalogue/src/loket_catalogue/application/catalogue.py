@@ -10,10 +10,6 @@ from datetime import date
 from typing import Any
 
 import asyncpg
-from loket_contracts import events as ev
-from loket_contracts.envelope import Envelope
-from loket_contracts.topics import CATALOGUE
-from loket_runtime.outbox import Outbox
 
 from loket_catalogue.adapters.repository import EntityRepository
 from loket_catalogue.domain.rules import (
@@ -24,6 +20,10 @@ from loket_catalogue.domain.rules import (
     validate_location,
     validate_weekly_hours,
 )
+from loket_contracts import events as ev
+from loket_contracts.envelope import Envelope
+from loket_contracts.topics import CATALOGUE
+from loket_runtime.outbox import Outbox
 
 SOURCE = "loket/catalogue"
 # Entity kind marking a holiday or local closing day an admin lifted: it is not declared again.
@@ -58,8 +58,9 @@ class Catalogue:
             await self.entities.delete(conn, kind, entity_id)
         else:
             await self.entities.upsert(conn, kind, entity_id, event.model_dump(mode="json"))
-        envelope = Envelope(type=event.TYPE, source=SOURCE, subject=f"{kind}:{entity_id}",
-                            data=event.model_dump(mode="json"))
+        envelope = Envelope(
+            type=event.TYPE, source=SOURCE, subject=f"{kind}:{entity_id}", data=event.model_dump(mode="json")
+        )
         await self.outbox.add(conn, CATALOGUE.name, f"{kind}:{entity_id}", [envelope])
 
     async def known_products(self, conn: asyncpg.Connection) -> set[str]:
@@ -105,8 +106,8 @@ class Catalogue:
                     and await self.entities.get(conn, LIFTED_MARKER, closure_id) is None
                 ):
                     await self.declare_closure(
-                        conn, ev.ClosureDeclared(closure_id=closure_id, location_id=None, day=day,
-                                                 kind=kind, reason=name)  # type: ignore[arg-type]
+                        conn,
+                        ev.ClosureDeclared(closure_id=closure_id, location_id=None, day=day, kind=kind, reason=name),  # type: ignore[arg-type]
                     )
                     count += 1
         return count
@@ -123,20 +124,39 @@ async def load_seed(pool: asyncpg.Pool, seed: dict[str, Any], today: date) -> bo
             await catalogue.define_product(conn, ev.ProductDefined(product_id=product["id"], **_without(product, "id")))
         effective_from = date.fromisoformat(str(seed.get("schedules_effective_from", today.isoformat())))
         for location in seed["locations"]:
-            await catalogue.define_location(conn, ev.LocationDefined(
-                location_id=location["id"], name=location["name"], address=location["address"],
-                products=location["products"], slot_grid_minutes=location.get("slot_grid_minutes", seed.get("slot_grid_minutes", 10))))
-            weekly = seed["hours_templates"][location["hours"]] if isinstance(location["hours"], str) \
-                else location["hours"]
+            await catalogue.define_location(
+                conn,
+                ev.LocationDefined(
+                    location_id=location["id"],
+                    name=location["name"],
+                    address=location["address"],
+                    products=location["products"],
+                    slot_grid_minutes=location.get("slot_grid_minutes", seed.get("slot_grid_minutes", 10)),
+                ),
+            )
+            weekly = (
+                seed["hours_templates"][location["hours"]] if isinstance(location["hours"], str) else location["hours"]
+            )
             for desk in location["desks"]:
-                await catalogue.define_desk(conn, ev.DeskDefined(
-                    desk_id=desk["id"], location_id=location["id"], name=desk["name"], products=desk["products"]))
+                await catalogue.define_desk(
+                    conn,
+                    ev.DeskDefined(
+                        desk_id=desk["id"], location_id=location["id"], name=desk["name"], products=desk["products"]
+                    ),
+                )
                 hours = desk.get("hours", weekly)
-                await catalogue.publish_schedule(conn, ev.SchedulePublished(
-                    schedule_id=f"{desk['id']}:{effective_from.isoformat()}", desk_id=desk["id"],
-                    location_id=location["id"], effective_from=effective_from,
-                    weekly={day: [ev.TimeBlock(start=b[0], end=b[1]) for b in blocks]
-                            for day, blocks in hours.items()}))
+                await catalogue.publish_schedule(
+                    conn,
+                    ev.SchedulePublished(
+                        schedule_id=f"{desk['id']}:{effective_from.isoformat()}",
+                        desk_id=desk["id"],
+                        location_id=location["id"],
+                        effective_from=effective_from,
+                        weekly={
+                            day: [ev.TimeBlock(start=b[0], end=b[1]) for b in blocks] for day, blocks in hours.items()
+                        },
+                    ),
+                )
         await catalogue.declare_closing_days(conn, [today.year, today.year + 1])
     return True
 

@@ -12,11 +12,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 import holidays
+
 from loket_contracts.events import DeskDefined, LocationDefined, TimeBlock
 
 WEEKDAYS = ("1", "2", "3", "4", "5", "6", "7")
-WEEKDAY_NAMES = {"1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
-                 "6": "Saturday", "7": "Sunday"}
+WEEKDAY_NAMES = {
+    "1": "Monday",
+    "2": "Tuesday",
+    "3": "Wednesday",
+    "4": "Thursday",
+    "5": "Friday",
+    "6": "Saturday",
+    "7": "Sunday",
+}
 
 
 class CatalogueRuleError(ValueError):
@@ -57,21 +65,33 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
         valid: list[tuple[int, TimeBlock]] = []
         for i, block in enumerate(blocks):
             if minutes(block.end) <= minutes(block.start):
-                errors.append((f"weekly.{day}.{i}.end",
-                               f"{WEEKDAY_NAMES[day]} block ends at {block.end}, not after it starts at {block.start}"))
+                errors.append(
+                    (
+                        f"weekly.{day}.{i}.end",
+                        f"{WEEKDAY_NAMES[day]} block ends at {block.end}, not after it starts at {block.start}",
+                    )
+                )
                 continue
             if grid_minutes and minutes(block.start) % grid_minutes:
-                errors.append((f"weekly.{day}.{i}.start",
-                               f"{block.start} is not on the location's {grid_minutes}-minute slot grid"))
+                errors.append(
+                    (
+                        f"weekly.{day}.{i}.start",
+                        f"{block.start} is not on the location's {grid_minutes}-minute slot grid",
+                    )
+                )
             valid.append((i, block))
         ordered = sorted(valid, key=lambda ib: minutes(ib[1].start))
         reach: tuple[int, TimeBlock] | None = None  # the block reaching latest so far
         for i, block in ordered:
             if reach is not None and minutes(block.start) < minutes(reach[1].end):
                 i_prev, prev = reach
-                errors.append((f"weekly.{day}.{i}",
-                               f"{WEEKDAY_NAMES[day]} blocks {prev.start}-{prev.end} (#{i_prev}) and "
-                               f"{block.start}-{block.end} (#{i}) overlap"))
+                errors.append(
+                    (
+                        f"weekly.{day}.{i}",
+                        f"{WEEKDAY_NAMES[day]} blocks {prev.start}-{prev.end} (#{i_prev}) and "
+                        f"{block.start}-{block.end} (#{i}) overlap",
+                    )
+                )
             if reach is None or minutes(block.end) > minutes(reach[1].end):
                 reach = (i, block)
     _raise_if(errors)
@@ -111,14 +131,19 @@ def validate_location(
     for desk in desks:
         dropped = [p for p in desk.products if p not in offered]
         if dropped:
-            errors.append(("products", f"desk {desk.desk_id!r} still serves {', '.join(dropped)}; "
-                                       "change the desk first"))
+            errors.append(
+                ("products", f"desk {desk.desk_id!r} still serves {', '.join(dropped)}; change the desk first")
+            )
     grid = location.slot_grid_minutes
     for desk_id, weekly in schedules:
         off_grid = sorted({b.start for blocks in weekly.values() for b in blocks if minutes(b.start) % grid})
         if off_grid:
-            errors.append(("slot_grid_minutes", f"hours of desk {desk_id!r} start at {', '.join(off_grid)}, "
-                                                f"not on a {grid}-minute grid"))
+            errors.append(
+                (
+                    "slot_grid_minutes",
+                    f"hours of desk {desk_id!r} start at {', '.join(off_grid)}, not on a {grid}-minute grid",
+                )
+            )
     _raise_if(errors)
 
 
@@ -132,8 +157,10 @@ def validate_desk(
     if location is None:
         raise CatalogueRuleError("location_id", f"unknown location {desk.location_id!r}")
     if existing is not None and existing.location_id != desk.location_id:
-        raise CatalogueRuleError("location_id", f"desk {desk.desk_id!r} is at {existing.location_id!r}; a desk "
-                                                "cannot move: remove it and define a new one")
+        raise CatalogueRuleError(
+            "location_id",
+            f"desk {desk.desk_id!r} is at {existing.location_id!r}; a desk cannot move: remove it and define a new one",
+        )
     errors = _check_product_list(desk.products, known_products)
     for i, product in enumerate(desk.products):
         if product in known_products and product not in location.products:
@@ -155,8 +182,13 @@ def adhoc_closure_id(location_id: str | None, day: date) -> str:
 
 
 # Local government in Flanders also closes on these days (besides the public holidays).
-LOCAL_CLOSING_DAYS = ((1, 2, "Day after New Year"), (7, 11, "Flemish Community Day"), (11, 2, "All Souls' Day"),
-                      (11, 15, "King's Feast"), (12, 26, "Boxing Day"))
+LOCAL_CLOSING_DAYS = (
+    (1, 2, "Day after New Year"),
+    (7, 11, "Flemish Community Day"),
+    (11, 2, "All Souls' Day"),
+    (11, 15, "King's Feast"),
+    (12, 26, "Boxing Day"),
+)
 # python-holidays lists Easter Sunday and Whit Sunday for Belgium; counters are closed on Sundays anyway.
 _SUNDAY_FEASTS = {"Easter Sunday", "Pentecost"}
 # The names residents and staff in Belgium know these days by.

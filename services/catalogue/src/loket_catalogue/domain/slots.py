@@ -152,9 +152,17 @@ def preview_counts(
             if closed:
                 counts.append(PreviewCount(product.product_id, day, 0, 0))
                 continue
-            current = bookable_starts(day, product.duration_minutes, grid_minutes,
-                                      (hours_on(current_by_desk.get(d, []), day) for d in product.desk_ids))
-            proposed = bookable_starts(day, product.duration_minutes, grid_minutes,
-                                       (hours_on(proposed_by_desk.get(d, []), day) for d in product.desk_ids))
+            current = bookable_starts(
+                day,
+                product.duration_minutes,
+                grid_minutes,
+                (hours_on(current_by_desk.get(d, []), day) for d in product.desk_ids),
+            )
+            proposed = bookable_starts(
+                day,
+                product.duration_minutes,
+                grid_minutes,
+                (hours_on(proposed_by_desk.get(d, []), day) for d in product.desk_ids),
+            )
             counts.append(PreviewCount(product.product_id, day, len(current), len(proposed)))
     return counts

@@ -14,14 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
-from loket_contracts import events as ev
-from loket_runtime.auth import Principal, require_role
-from loket_runtime.logging import get_logger
-from loket_runtime.problems import Problem, problem_response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loket_catalogue.application.admin import CatalogueAdmin, Conflict, NotFound
 from loket_catalogue.domain.rules import CatalogueRuleError
+from loket_contracts import events as ev
+from loket_runtime.auth import Principal, require_role
+from loket_runtime.logging import get_logger
+from loket_runtime.problems import Problem, problem_response
 
 log = get_logger(__name__)
 
@@ -94,8 +94,13 @@ def product_out(p: ev.ProductDefined) -> dict[str, Any]:
 
 
 def location_out(loc: ev.LocationDefined) -> dict[str, Any]:
-    return {"id": loc.location_id, "name": loc.name, "address": loc.address, "products": loc.products,
-            "slot_grid_minutes": loc.slot_grid_minutes}
+    return {
+        "id": loc.location_id,
+        "name": loc.name,
+        "address": loc.address,
+        "products": loc.products,
+        "slot_grid_minutes": loc.slot_grid_minutes,
+    }
 
 
 def desk_out(d: ev.DeskDefined) -> dict[str, Any]:
@@ -103,14 +108,23 @@ def desk_out(d: ev.DeskDefined) -> dict[str, Any]:
 
 
 def schedule_out(s: ev.SchedulePublished) -> dict[str, Any]:
-    return {"id": s.schedule_id, "desk_id": s.desk_id, "location_id": s.location_id,
-            "effective_from": s.effective_from.isoformat(),
-            "weekly": {day: [b.model_dump() for b in blocks] for day, blocks in sorted(s.weekly.items())}}
+    return {
+        "id": s.schedule_id,
+        "desk_id": s.desk_id,
+        "location_id": s.location_id,
+        "effective_from": s.effective_from.isoformat(),
+        "weekly": {day: [b.model_dump() for b in blocks] for day, blocks in sorted(s.weekly.items())},
+    }
 
 
 def closure_out(c: ev.ClosureDeclared) -> dict[str, Any]:
-    return {"id": c.closure_id, "location_id": c.location_id, "day": c.day.isoformat(), "kind": c.kind,
-            "reason": c.reason}
+    return {
+        "id": c.closure_id,
+        "location_id": c.location_id,
+        "day": c.day.isoformat(),
+        "kind": c.kind,
+        "reason": c.reason,
+    }
 
 
 def _saved(payload: dict[str, Any], created: bool) -> JSONResponse:
@@ -170,8 +184,10 @@ def install_admin(app: FastAPI, admin_of: Any) -> None:
     async def list_schedules(request: Request, id: str, _: Admin) -> list[dict[str, Any]]:
         return [schedule_out(s) for s in await admin_of(request).schedules(id)]
 
-    @router.put("/desks/{id}/schedules/{effective_from}",
-                summary="Publish a desk's weekly hours from a date on (the same date again replaces them)")
+    @router.put(
+        "/desks/{id}/schedules/{effective_from}",
+        summary="Publish a desk's weekly hours from a date on (the same date again replaces them)",
+    )
     async def put_schedule(
         request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin
     ) -> JSONResponse:
@@ -179,8 +195,11 @@ def install_admin(app: FastAPI, admin_of: Any) -> None:
         log.info("schedule saved", schedule_id=schedule.schedule_id, created=created, by=principal.subject)
         return _saved(schedule_out(schedule), created)
 
-    @router.post("/closures", summary="Close a location (or all: location_id null) for a day; "
-                                       "the booking service cancels that day's bookings")
+    @router.post(
+        "/closures",
+        summary="Close a location (or all: location_id null) for a day; "
+        "the booking service cancels that day's bookings",
+    )
     async def post_closure(request: Request, body: ClosureIn, principal: Admin) -> JSONResponse:
         closure, created = await admin_of(request).declare_closure(body.location_id, body.day, body.reason)
         log.info("closure declared", closure_id=closure.closure_id, created=created, by=principal.subject)
@@ -201,11 +220,13 @@ def install_admin(app: FastAPI, admin_of: Any) -> None:
         log.info("closure lifted", closure_id=id, by=principal.subject)
         return Response(status_code=204)
 
-    @router.post("/schedules/preview",
-                 summary="What-if: bookable slots per product and day with proposed hours next to today's")
+    @router.post(
+        "/schedules/preview", summary="What-if: bookable slots per product and day with proposed hours next to today's"
+    )
     async def preview(request: Request, _: Admin, body: Annotated[PreviewIn, Body()]) -> dict[str, Any]:
-        result = await admin_of(request).preview(body.location_id, body.desk_id, body.effective_from,
-                                                 body.weekly, body.from_, body.to)
+        result = await admin_of(request).preview(
+            body.location_id, body.desk_id, body.effective_from, body.weekly, body.from_, body.to
+        )
         totals: dict[str, dict[str, int]] = {}
         for c in result.counts:
             total = totals.setdefault(c.product_id, {"current": 0, "proposed": 0})
@@ -217,8 +238,16 @@ def install_admin(app: FastAPI, admin_of: Any) -> None:
             "effective_from": result.effective_from.isoformat(),
             "from": result.first.isoformat(),
             "to": result.last.isoformat(),
-            "counts": [{"product": c.product_id, "day": c.day.isoformat(), "current": c.current,
-                        "proposed": c.proposed, "change": c.proposed - c.current} for c in result.counts],
+            "counts": [
+                {
+                    "product": c.product_id,
+                    "day": c.day.isoformat(),
+                    "current": c.current,
+                    "proposed": c.proposed,
+                    "change": c.proposed - c.current,
+                }
+                for c in result.counts
+            ],
             "totals": [{"product": p, **t, "change": t["proposed"] - t["current"]} for p, t in totals.items()],
             "closed_days": [{"day": d.isoformat(), "reason": r} for d, r in result.closed.items()],
         }

@@ -11,15 +11,15 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI, Query, Request, Response
-from loket_runtime.logging import get_logger
-from loket_runtime.service import ServiceRuntime, create_app
-from loket_runtime.settings import ServiceSettings
 from pydantic import BaseModel
 
 from loket_catalogue.adapters.repository import EntityRepository
 from loket_catalogue.application.admin import CatalogueAdmin, brussels_today
 from loket_catalogue.application.catalogue import Catalogue, load_seed
 from loket_catalogue.entrypoints.admin import install_admin
+from loket_runtime.logging import get_logger
+from loket_runtime.service import ServiceRuntime, create_app
+from loket_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 log = get_logger(__name__)
@@ -95,21 +95,37 @@ def build_app(settings: CatalogueSettings | None = None) -> FastAPI:
     app = create_app(runtime, "Loket catalogue", openapi_url="/openapi.json")
     install_admin(app, lambda request: CatalogueAdmin(runtime.pool))
 
-    @app.get("/api/v1/products", response_model=list[ProductOut], tags=["catalogue"],
-             summary="Every product a resident can book")
+    @app.get(
+        "/api/v1/products",
+        response_model=list[ProductOut],
+        tags=["catalogue"],
+        summary="Every product a resident can book",
+    )
     async def products(request: Request) -> Response:
         rows = await entities.all(runtime.pool, "product")
         payload = [
-            {"id": p["product_id"], "name": p["name"], "description": p["description"],
-             "duration_minutes": p["duration_minutes"], "documents": p["documents"], "fee_eur": p["fee_eur"],
-             "requires_confirmation": p["requires_confirmation"], "min_notice_hours": p["min_notice_hours"],
-             "max_days_ahead": p["max_days_ahead"], "eligibility": p["eligibility"]}
+            {
+                "id": p["product_id"],
+                "name": p["name"],
+                "description": p["description"],
+                "duration_minutes": p["duration_minutes"],
+                "documents": p["documents"],
+                "fee_eur": p["fee_eur"],
+                "requires_confirmation": p["requires_confirmation"],
+                "min_notice_hours": p["min_notice_hours"],
+                "max_days_ahead": p["max_days_ahead"],
+                "eligibility": p["eligibility"],
+            }
             for p in rows
         ]
         return _etag_response(request, payload)
 
-    @app.get("/api/v1/locations", response_model=list[LocationOut], tags=["catalogue"],
-             summary="Locations, optionally only those that offer a product")
+    @app.get(
+        "/api/v1/locations",
+        response_model=list[LocationOut],
+        tags=["catalogue"],
+        summary="Locations, optionally only those that offer a product",
+    )
     async def locations(request: Request, product: str | None = Query(None)) -> Response:
         rows = await entities.all(runtime.pool, "location")
         payload = [

@@ -193,7 +193,9 @@ class Composer:
                 alt_location = await self.catalogue.location(alt["location_id"])
                 alt_loc = alt_location.name if alt_location else alt["location_id"]
                 label = f"{fmt.when(alt_start, language)} - {alt_loc}"
-                link = self.booking_link(ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat())
+                link = self.booking_link(
+                    ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat()
+                )
                 content.alternatives.append((label, link))
             if content.alternatives:
                 content.alternatives_title = t("rejection.alternatives")
@@ -295,4 +297,3 @@ class Composer:
         message.add_attachment(
             ics, maintype="text", subtype="calendar", filename="appointment.ics", params={"method": method}
         )
-

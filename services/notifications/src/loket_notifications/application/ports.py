@@ -110,3 +110,34 @@ class Rendered:
     subject: str
     message_id: str | None
     payload: bytes  # e-mail: the RFC 5322 bytes; SMS: the body as UTF-8
+
+
+class Store(Protocol):
+    """The service's own database (adapters.postgres.PostgresStore). `conn` is a connection inside the
+    caller's transaction, or a pool for a statement on its own."""
+
+    async def booking(self, conn: Any, booking_id: str, lock: bool = False) -> Any: ...
+
+    async def save_booking(self, conn: Any, view: Any) -> None: ...
+
+    async def void_reminders(self, conn: Any, booking_id: str, below_version: int, reason: str) -> int: ...
+
+    async def add_deliveries(self, conn: Any, deliveries: list[NewDelivery]) -> int: ...
+
+    async def claim_due(self, pool: Any, now: datetime, limit: int, lease: Any, claimer: str) -> list[DeliveryRow]: ...
+
+    async def save_rendered(
+        self, pool: Any, delivery_id: str, recipient: str, subject: str, message_id: str | None, payload: bytes
+    ) -> None: ...
+
+    async def retry_later(self, pool: Any, delivery_id: str, at: datetime, error: str) -> None: ...
+
+    async def finish(
+        self, pool: Any, delivery_id: str, status: str, at: datetime, error: str | None, event: Any, key: str
+    ) -> bool: ...
+
+    async def subscription_active(self, pool: Any, subscription_id: str) -> bool: ...
+
+    async def waitlist_matches(
+        self, conn: Any, products: list[str], location_id: str, day: Any, limit: int
+    ) -> list[dict[str, Any]]: ...

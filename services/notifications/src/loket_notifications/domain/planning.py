@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from loket_contracts import events as ev
-
 from loket_notifications.domain.kinds import Channel, Kind
 
 BookingStatus = Literal["held", "confirmed", "rejected", "cancelled", "expired"]
@@ -50,6 +49,16 @@ class ReminderPolicy:
     rules: tuple[ReminderRule, ...] = DEFAULT_REMINDERS
     grace: timedelta = timedelta(hours=12)  # a reminder missed by downtime is still sent this late ...
     min_lead: timedelta = timedelta(minutes=15)  # ... but never this close to (or after) the start
+
+
+def rules_from_config(items: list[dict[str, Any]]) -> tuple[ReminderRule, ...]:
+    """Rules from configuration, e.g. [{"channel": "sms", "hours_before": 2}] ("minutes_before" also works)."""
+    rules = []
+    for item in items:
+        channel: Channel = "sms" if item.get("channel") == "sms" else "email"
+        minutes = float(item["minutes_before"]) if "minutes_before" in item else float(item["hours_before"]) * 60
+        rules.append(ReminderRule(channel, timedelta(minutes=minutes)))
+    return tuple(rules)
 
 
 @dataclass(frozen=True)
@@ -101,9 +110,7 @@ def _view(event: Any, status: BookingStatus, known: BookingView | None, end: dat
     )
 
 
-def decide(
-    event: ev.Event, known: BookingView | None, policy: ReminderPolicy, decided_at: datetime
-) -> Decision:
+def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, decided_at: datetime) -> Decision:
     """What one booking event means for the resident's messages."""
     if isinstance(event, ev.BookingHeld):
         view = _view(event, "held", known, event.end)
@@ -160,8 +167,11 @@ def decide(
 
     if isinstance(event, ev.BookingExpired):
         view = _view(event, "expired", known, known.end if known else None)
-        return Decision(view, [Planned(Kind.EXPIRED, view.sequence, decided_at, None, _when(view))],
-                        void_reminders_below=view.sequence + 1)
+        return Decision(
+            view,
+            [Planned(Kind.EXPIRED, view.sequence, decided_at, None, _when(view))],
+            void_reminders_below=view.sequence + 1,
+        )
 
     return Decision(known, [])
 

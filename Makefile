@@ -1,0 +1,40 @@
+# Loket: the two commands a new user needs are `make up` and `make test`.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := $(UV) run --frozen
+
+.PHONY: up down reset status test lint unit contracts bench install
+
+install:  ## install uv (if missing) and every Python dependency from the lock file
+	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv
+	@$(UV) sync --frozen --python 3.11 --quiet
+
+up: install  ## start the whole stack with the Ghent demo data (foreground; Ctrl-C stops it)
+	@$(PY) python -m loket_stack up
+
+down: install  ## stop a stack started elsewhere
+	@$(PY) python -m loket_stack down
+
+reset: install  ## stop and wipe .data/
+	@$(PY) python -m loket_stack reset
+
+status: install
+	@$(PY) python -m loket_stack status
+
+lint: install  ## style, types, and the boundaries between packages
+	$(PY) ruff check .
+	$(PY) ruff format --check .
+	$(PY) mypy contracts/src libs/runtime/src
+	$(PY) lint-imports
+
+test: lint  ## every test: unit, integration (real Kafka + PostgreSQL), end to end
+	$(PY) pytest -q -p no:cacheprovider
+
+unit: install
+	$(PY) pytest -q tests/unit
+
+contracts: install  ## regenerate JSON Schemas and the AsyncAPI document
+	$(PY) python -m loket_contracts.export
+
+bench: install  ## benchmarks side by side with the baseline (see bench/README.md)
+	$(PY) python -m bench

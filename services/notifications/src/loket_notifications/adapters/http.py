@@ -1,0 +1,147 @@
+"""HTTP clients: the catalogue's public API (cached), the booking service's contact endpoint, the SMS gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from loket_notifications.application.ports import (
+    Contact,
+    LocationInfo,
+    PermanentError,
+    ProductInfo,
+    TransientError,
+)
+
+
+class CatalogueClient:
+    """Products and locations from `GET /api/v1/products` and `/api/v1/locations`, kept for
+    `ttl_seconds`; when the catalogue is unreachable the last copy is used (stale beats nothing)."""
+
+    def __init__(self, base_url: str, ttl_seconds: float = 300, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ttl = ttl_seconds
+        self.timeout = timeout
+        self.products: dict[str, ProductInfo] = {}
+        self.locations: dict[str, LocationInfo] = {}
+        self.min_refresh_seconds = 5.0
+        self._loaded_at: float | None = None
+        self._tried_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as client:
+            products = await client.get("/api/v1/products")
+            locations = await client.get("/api/v1/locations")
+        products.raise_for_status()
+        locations.raise_for_status()
+        self.products = {p["id"]: _product(p) for p in products.json()}
+        self.locations = {
+            loc["id"]: LocationInfo(loc["id"], loc.get("name", loc["id"]), loc.get("address", ""))
+            for loc in locations.json()
+        }
+        self._loaded_at = time.monotonic()
+
+    async def _ensure(self, known: bool) -> None:
+        """Refresh when stale, or when an id is unknown (a new product), at most every few seconds."""
+        now = time.monotonic()
+        if self._loaded_at is not None and now - self._loaded_at <= self.ttl and known:
+            return
+        if self._loaded_at is not None and now - self._tried_at < self.min_refresh_seconds:
+            return
+        async with self._lock:
+            if self._loaded_at is not None and time.monotonic() - self._tried_at < self.min_refresh_seconds:
+                return
+            self._tried_at = time.monotonic()
+            try:
+                await self.refresh()
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                if self._loaded_at is None:
+                    raise TransientError(f"catalogue unavailable: {exc!r}") from exc
+
+    async def product(self, product_id: str) -> ProductInfo | None:
+        await self._ensure(product_id in self.products)
+        return self.products.get(product_id)
+
+    async def location(self, location_id: str) -> LocationInfo | None:
+        await self._ensure(location_id in self.locations)
+        return self.locations.get(location_id)
+
+    def cached_product(self, product_id: str) -> ProductInfo | None:
+        return self.products.get(product_id)
+
+
+def _product(p: dict[str, Any]) -> ProductInfo:
+    return ProductInfo(
+        id=p["id"],
+        name=dict(p.get("name") or {}),
+        documents=list(p.get("documents") or []),
+        fee_eur=float(p.get("fee_eur") or 0),
+        reminders=p.get("reminders"),
+    )
+
+
+class BookingContacts:
+    """`GET {booking_url}/internal/bookings/{id}/contact` with `X-Internal-Token`: the booking service
+    owns personal data and hands it out only to internal callers, right when a message is sent."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    async def contact(self, booking_id: str) -> Contact:
+        try:
+            async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as client:
+                response = await client.get(
+                    f"/internal/bookings/{booking_id}/contact", headers={"X-Internal-Token": self.token}
+                )
+        except httpx.HTTPError as exc:
+            raise TransientError(f"booking service unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            raise PermanentError(f"booking {booking_id} is unknown to the booking service")
+        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+            raise TransientError(f"booking service answered {response.status_code}")
+        if response.status_code != 200:
+            raise PermanentError(f"booking service answered {response.status_code}")
+        body = response.json()
+        return Contact(
+            email=body.get("email") or None,
+            phone=body.get("phone") or None,
+            language=body.get("language"),
+            manage_url=body.get("manage_url"),
+            confirm_url=body.get("confirm_url"),
+            given_name=body.get("given_name"),
+            family_name=body.get("family_name"),
+        )
+
+
+class HttpSmsGateway:
+    """A provider adapter: `POST {url}` with JSON `{"to", "body"}` (and a bearer token if set); 2xx accepted.
+    A `reference` header carries our notification id, for providers that deduplicate on it."""
+
+    def __init__(self, url: str, token: str | None = None, sender: str | None = None, timeout: float = 10.0) -> None:
+        self.url = url
+        self.token = token
+        self.sender = sender
+        self.timeout = timeout
+
+    async def send(self, to: str, body: str, reference: str) -> None:
+        headers = {"Idempotency-Key": reference}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        payload: dict[str, str] = {"to": to, "body": body}
+        if self.sender:
+            payload["from"] = self.sender
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(self.url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"SMS gateway unreachable: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientError(f"SMS gateway answered {response.status_code}")
+        if response.status_code >= 400:
+            raise PermanentError(f"SMS gateway refused: {response.status_code} {response.text[:200]}")

@@ -1,0 +1,266 @@
+"""PostgreSQL: what we know of bookings, the deliveries (idempotency record and send queue), the waitlist."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from loket_contracts.envelope import Envelope
+from loket_contracts.topics import NOTIFICATIONS
+from loket_notifications.application.ports import DeliveryRow, NewDelivery
+from loket_notifications.domain.planning import BookingView
+from loket_runtime.outbox import Outbox
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+_ROW_COLUMNS = (
+    "id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context, status, due_at,"
+    " not_after, attempts, message_id, recipient, payload, last_error"
+)
+
+
+def _row(record: asyncpg.Record) -> DeliveryRow:
+    return DeliveryRow(
+        id=str(record["id"]),
+        dedupe_key=record["dedupe_key"],
+        booking_id=record["booking_id"],
+        subscription_id=str(record["subscription_id"]) if record["subscription_id"] else None,
+        kind=record["kind"],
+        version=record["version"],
+        channel=record["channel"],
+        language=record["language"],
+        context=record["context"],
+        status=record["status"],
+        due_at=record["due_at"],
+        not_after=record["not_after"],
+        attempts=record["attempts"],
+        message_id=record["message_id"],
+        recipient=record["recipient"],
+        payload=bytes(record["payload"]) if record["payload"] is not None else None,
+        last_error=record["last_error"],
+    )
+
+
+class PostgresStore:
+    def __init__(self) -> None:
+        self.outbox = Outbox()
+
+    # --- bookings ------------------------------------------------------------------------
+
+    async def booking(self, conn: Conn, booking_id: str, lock: bool = False) -> BookingView | None:
+        row = await conn.fetchrow(
+            "SELECT * FROM bookings WHERE booking_id = $1" + (" FOR UPDATE" if lock else ""), booking_id
+        )
+        if row is None:
+            return None
+        return BookingView(
+            booking_id=row["booking_id"],
+            location_id=row["location_id"],
+            product_id=row["product_id"],
+            start=row["start_at"],
+            end=row["end_at"],
+            language=row["language"],
+            status=row["status"],
+            sequence=row["sequence"],
+        )
+
+    async def save_booking(self, conn: Conn, view: BookingView) -> None:
+        await conn.execute(
+            "INSERT INTO bookings (booking_id, location_id, product_id, start_at, end_at, language, status, sequence)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (booking_id) DO UPDATE SET location_id = EXCLUDED.location_id,"
+            " product_id = EXCLUDED.product_id, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,"
+            " language = EXCLUDED.language, status = EXCLUDED.status, sequence = EXCLUDED.sequence,"
+            " updated_at = now()",
+            view.booking_id,
+            view.location_id,
+            view.product_id,
+            view.start,
+            view.end,
+            view.language,
+            view.status,
+            view.sequence,
+        )
+
+    async def void_reminders(self, conn: Conn, booking_id: str, below_version: int, reason: str) -> int:
+        result: str = await conn.execute(
+            "UPDATE deliveries SET status = 'cancelled', last_error = $3, finished_at = now(), updated_at = now()"
+            " WHERE booking_id = $1 AND version < $2 AND kind IN ('reminder', 'reminder-sms')"
+            " AND status = 'pending'",
+            booking_id,
+            below_version,
+            reason,
+        )
+        return int(result.split()[-1])
+
+    # --- deliveries ----------------------------------------------------------------------
+
+    async def add_deliveries(self, conn: Conn, deliveries: list[NewDelivery]) -> int:
+        added = 0
+        for d in deliveries:
+            status = await conn.execute(
+                "INSERT INTO deliveries (id, dedupe_key, booking_id, subscription_id, kind, version, channel,"
+                " language, context, due_at, not_after, next_attempt_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10) ON CONFLICT DO NOTHING",
+                uuid.UUID(d.id),
+                d.dedupe_key,
+                d.booking_id,
+                uuid.UUID(d.subscription_id) if d.subscription_id else None,
+                d.kind,
+                d.version,
+                d.channel,
+                d.language,
+                d.context,
+                d.due_at,
+                d.not_after,
+            )
+            added += int(status.split()[-1])
+        return added
+
+    async def claim_due(
+        self, pool: asyncpg.Pool, now: datetime, limit: int, lease: timedelta, claimer: str
+    ) -> list[DeliveryRow]:
+        """Take up to `limit` due messages: pending ones whose time has come, and 'sending' ones whose
+        sender's lease ran out (it crashed mid-send). SKIP LOCKED lets several instances share the queue."""
+        rows = await pool.fetch(
+            "WITH due AS (SELECT id FROM deliveries"
+            "  WHERE (status = 'pending' AND next_attempt_at <= $1) OR (status = 'sending' AND lease_until < $1)"
+            "  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " UPDATE deliveries d SET status = 'sending', lease_until = $1 + $3::interval, claimed_by = $4,"
+            "  attempts = d.attempts + 1, updated_at = now()"
+            f" FROM due WHERE d.id = due.id RETURNING {', '.join('d.' + c for c in _ROW_COLUMNS.split(', '))}",
+            now,
+            limit,
+            lease,
+            claimer,
+        )
+        return [_row(r) for r in rows]
+
+    async def save_rendered(
+        self, pool: Conn, delivery_id: str, recipient: str, subject: str, message_id: str | None, payload: bytes
+    ) -> None:
+        await pool.execute(
+            "UPDATE deliveries SET recipient = $2, subject = $3, message_id = $4, payload = $5, updated_at = now()"
+            " WHERE id = $1",
+            uuid.UUID(delivery_id),
+            recipient,
+            subject,
+            message_id,
+            payload,
+        )
+
+    async def retry_later(self, pool: Conn, delivery_id: str, at: datetime, error: str) -> None:
+        await pool.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3,"
+            " updated_at = now() WHERE id = $1 AND status = 'sending'",
+            uuid.UUID(delivery_id),
+            at,
+            error[:2000],
+        )
+
+    async def finish(
+        self,
+        pool: asyncpg.Pool,
+        delivery_id: str,
+        status: str,
+        at: datetime,
+        error: str | None,
+        event: Envelope | None,
+        key: str,
+    ) -> bool:
+        """Record the outcome and, in the same transaction, queue its event. Only the first outcome
+        counts: a second sender that finishes the same message changes nothing and publishes nothing."""
+        async with pool.acquire() as conn, conn.transaction():
+            done = await conn.fetchval(
+                "UPDATE deliveries SET status = $2, last_error = COALESCE($4, last_error), finished_at = $3,"
+                " sent_at = CASE WHEN $2 = 'sent' THEN $3 ELSE sent_at END, lease_until = NULL, updated_at = now()"
+                " WHERE id = $1 AND status IN ('pending', 'sending') RETURNING id",
+                uuid.UUID(delivery_id),
+                status,
+                at,
+                error[:2000] if error else None,
+            )
+            if done is None:
+                return False
+            if event is not None:
+                await self.outbox.add(conn, NOTIFICATIONS.name, key, [event])
+        return True
+
+    async def list_for_booking(self, pool: Conn, booking_id: str) -> list[dict[str, Any]]:
+        rows = await pool.fetch(
+            "SELECT id, kind, version, channel, status, attempts, recipient, message_id, due_at, created_at, sent_at,"
+            " finished_at, last_error, next_attempt_at FROM deliveries WHERE booking_id = $1"
+            " ORDER BY created_at, due_at, kind",
+            booking_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def delivery(self, pool: Conn, dedupe_key: str) -> dict[str, Any] | None:
+        row = await pool.fetchrow("SELECT * FROM deliveries WHERE dedupe_key = $1", dedupe_key)
+        return dict(row) if row else None
+
+    # --- waitlist ------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        pool: Conn,
+        subscription_id: str,
+        product_id: str,
+        location_id: str | None,
+        from_date: date,
+        to_date: date,
+        email: str,
+        language: str,
+    ) -> None:
+        await pool.execute(
+            "INSERT INTO waitlist (id, product_id, location_id, from_date, to_date, email, language)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            uuid.UUID(subscription_id),
+            product_id,
+            location_id,
+            from_date,
+            to_date,
+            email,
+            language,
+        )
+
+    async def unsubscribe(self, pool: asyncpg.Pool, subscription_id: str) -> bool:
+        """Unsubscribe, and drop the messages not sent to them yet. False if there is no such subscription."""
+        async with pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "UPDATE waitlist SET unsubscribed_at = COALESCE(unsubscribed_at, now()) WHERE id = $1 RETURNING id",
+                uuid.UUID(subscription_id),
+            )
+            if found is None:
+                return False
+            await conn.execute(
+                "UPDATE deliveries SET status = 'cancelled', last_error = 'unsubscribed', finished_at = now(),"
+                " updated_at = now() WHERE subscription_id = $1 AND status = 'pending'",
+                uuid.UUID(subscription_id),
+            )
+        return True
+
+    async def subscription_active(self, pool: Conn, subscription_id: str) -> bool:
+        value = await pool.fetchval(
+            "SELECT unsubscribed_at IS NULL FROM waitlist WHERE id = $1", uuid.UUID(subscription_id)
+        )
+        return bool(value)
+
+    async def waitlist_matches(
+        self, conn: Conn, products: list[str], location_id: str, day: date, limit: int
+    ) -> list[dict[str, Any]]:
+        """The first `limit` active subscribers (oldest first) waiting for this product, place and day."""
+        rows = await conn.fetch(
+            "SELECT id, product_id, location_id, email, language FROM waitlist"
+            " WHERE unsubscribed_at IS NULL AND product_id = ANY($1::text[])"
+            " AND (location_id IS NULL OR location_id = $2) AND $3::date BETWEEN from_date AND to_date"
+            " ORDER BY created_at, id LIMIT $4",
+            products,
+            location_id,
+            day,
+            limit,
+        )
+        return [dict(r) | {"id": str(r["id"])} for r in rows]

@@ -1,0 +1,108 @@
+"""Shared fixtures: the real local stack (PostgreSQL, Kafka, SMTP/SMS sinks, services, gateway),
+started once per test run on ports of its own, so a developer's `make up` stack can keep running.
+
+LOKET_TEST_PORT_BASE (default 18000) moves every port; the data lives in .data/test-<base>/ and
+is wiped at the start of each run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loket_stack.runner import REPO, Stack, StackConfig
+
+PORT_BASE = int(os.environ.get("LOKET_TEST_PORT_BASE", "18000"))
+
+
+def test_config() -> StackConfig:
+    b = PORT_BASE
+    return StackConfig(
+        data=REPO / ".data" / f"test-{b}",
+        gateway=b,
+        catalogue=b + 101,
+        booking=b + 102,
+        calendar=b + 103,
+        notifications=b + 104,
+        sms=b + 105,
+        smtp=b + 25,
+        postgres=b + 433,
+        kafka=b + 92,
+        kafka_controller=b + 93,
+        extra_env={"LOKET_HOLD_CHECK_SECONDS": "0.2", "LOKET_HOLD_GRACE_SECONDS": "0"},
+    )
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    config: StackConfig
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.config.kafka}"
+
+    def dsn(self, service: str) -> str:
+        return self.stack.postgres.dsn(f"loket_{service}")
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.config.data / "mail"
+
+    @property
+    def sms_file(self) -> Path:
+        return self.config.data / "sms.jsonl"
+
+    def token(self, username: str) -> str:
+        response = httpx.post(f"{self.base_url}/api/v1/auth/token", data={"username": username, "password": "demo"})
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[RunningStack]:
+    """PostgreSQL and Kafka only (with the registry's topics)."""
+    config = test_config()
+    stack = Stack(config)
+    stack.down()
+    shutil.rmtree(config.data, ignore_errors=True)
+    stack.up_infra()
+    yield RunningStack(stack, config)
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def live(infra: RunningStack) -> Iterator[RunningStack]:
+    """The whole stack with the Ghent seed: the API at infra.base_url."""
+    infra.stack.up_services(timeout=120)
+    wait_for_seed(infra.base_url)
+    yield infra
+
+
+def wait_for_seed(base_url: str, timeout: float = 60) -> None:
+    """The calendar and booking read models are built from the catalogue topic: wait for them."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(
+                f"{base_url}/api/v1/availability",
+                params={"product": "residence-card", "from": "2026-01-01", "to": "2026-01-01"},
+            )
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("the catalogue never reached the calendar")
