@@ -39,6 +39,7 @@ HOP_BY_HOP = {
 # Longest prefix wins. Values are service names; their ports come from the command line.
 ROUTES: list[tuple[str, str]] = [
     ("/api/v1/ops/notifications", "notifications"),
+    ("/api/v1/ops/persons", "booking"),
     ("/api/v1/waitlist", "notifications"),
     ("/api/v1/products", "catalogue"),
     ("/api/v1/locations", "catalogue"),
