@@ -46,6 +46,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _PoisonInFastPath(Exception):
+    """A handler failed in the fast path: replay the batch with a savepoint per record."""
+
+
 class PoisonMessage(Exception):
     """Raised by a handler for a message that will never succeed: it goes to the dead letters."""
 
@@ -152,7 +156,19 @@ class PartitionBatchConsumer:
     # --- one batch, one transaction ----------------------------------------------------------
 
     async def process_batch(self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]]) -> int:
-        """Apply the records not applied yet; return the partition's next offset."""
+        """Apply the records not applied yet; return the partition's next offset.
+
+        Fast path: the whole batch in one transaction without a savepoint per record. Should a
+        handler fail for good, the batch is rolled back and replayed with a savepoint around each
+        record, so only the poison message is dead-lettered."""
+        try:
+            return await self._process_batch(topic, partition, records, careful=False)
+        except _PoisonInFastPath:
+            return await self._process_batch(topic, partition, records, careful=True)
+
+    async def _process_batch(
+        self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]], careful: bool
+    ) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
@@ -179,7 +195,7 @@ class PartitionBatchConsumer:
                 if delivery.envelope.id in applied_ids:
                     continue  # a duplicate from the relay: applied once already
                 applied_ids.add(delivery.envelope.id)
-                if await self._apply(ctx, delivery):
+                if await self._apply(ctx, delivery, careful):
                     done.append(delivery)
             if self.before_commit is not None:
                 await self.before_commit(ctx, done)
@@ -232,10 +248,18 @@ class PartitionBatchConsumer:
         )
         return {row["event_id"] for row in rows}
 
-    async def _apply(self, ctx: HandlerContext, delivery: Delivery) -> bool:
+    async def _apply(self, ctx: HandlerContext, delivery: Delivery, careful: bool) -> bool:
         env = delivery.envelope
         handler = self.handlers[env.type]
         with bound(event_id=env.id, event_type=env.type, correlation_id=env.correlationid):
+            if not careful:
+                try:
+                    await handler(ctx, delivery)
+                    return True
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:
+                    raise _PoisonInFastPath from exc
             try:
                 async with ctx.conn.transaction():  # savepoint: a poison message undoes only itself
                     await handler(ctx, delivery)

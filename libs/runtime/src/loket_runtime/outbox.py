@@ -50,7 +50,6 @@ class Outbox:
             [[name, raw.decode(errors="replace")] for name, raw in headers],
             value,
         )
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:

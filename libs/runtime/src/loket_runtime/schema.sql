@@ -23,6 +23,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Wake the relay on commit (pg_notify delivers at commit, once per transaction and payload).
+CREATE OR REPLACE FUNCTION loket_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('loket_outbox', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION loket_outbox_notify();
+
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     consumer_group text    NOT NULL,
     topic          text    NOT NULL,
