@@ -27,10 +27,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loket_catalogue.application.catalogue import Catalogue
 from loket_catalogue.entrypoints.app import CatalogueSettings, build_app
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import CATALOGUE
 from loket_runtime.auth import JwtVerifier
+from loket_runtime.db import connect
 from loket_runtime.kafka import ensure_topics
 from loket_stack.kafka import KafkaBroker
 from loket_stack.postgres import EmbeddedPostgres
@@ -259,6 +261,17 @@ async def test_desk_and_location_errors_name_the_field(catalogue_env: Infra) -> 
     response = await infra.client.put("/api/v1/admin/locations/sc-ledeberg", json=ledeberg, headers=admin)
     assert _fields(response) == ["products"]
     assert "lb-1" in response.json()["errors"][0]["message"]
+    # A grid the desk's hours do not start on (09:00 is minute 540, not a multiple of 25).
+    ledeberg["products"] = ["residence-card", "short-stay", "child-card", "departure-return"]
+    response = await infra.client.put(
+        "/api/v1/admin/locations/sc-ledeberg", json=ledeberg | {"slot_grid_minutes": 25}, headers=admin
+    )
+    assert _fields(response) == ["slot_grid_minutes"]
+    # A valid change keeps the grid when it is not given.
+    ledeberg["address"] = "Changed address, 9050 Gent"
+    response = await infra.client.put("/api/v1/admin/locations/sc-ledeberg", json=ledeberg, headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": "sc-ledeberg", **ledeberg, "slot_grid_minutes": 10}
 
     product = {"name": {"nl": "X", "en": "X"}, "description": {"nl": "X", "en": "X", "fr": "X"}, "duration_minutes": 0}
     fields = _fields(await infra.client.put("/api/v1/admin/products/new-thing", json=product, headers=admin))
@@ -371,6 +384,20 @@ async def test_closures(catalogue_env: Infra) -> None:
     ).status_code == 204
     _problem(await infra.client.delete("/api/v1/admin/closures/ad-hoc:sc-drongen:2027-02-11", headers=admin), 404)
 
+    # Opening on a holiday: lifted, and the start-up declaration of closing days does not bring it back.
+    assert (await infra.client.delete("/api/v1/admin/closures/holiday:2027-11-11", headers=admin)).status_code == 204
+    conn = await connect(infra.dsn)
+    try:
+        async with conn.transaction():
+            assert await Catalogue().declare_closing_days(conn, [2027]) == 0
+    finally:
+        await conn.close()
+    november = await infra.client.get(
+        "/api/v1/admin/closures", params={"from": "2027-11-11", "to": "2027-11-11"}, headers=admin
+    )
+    assert november.json() == []
+    _problem(await infra.client.delete("/api/v1/admin/closures/holiday:2026-01-01", headers=admin), 409)
+
 
 async def test_preview_counts_and_publishes_nothing(catalogue_env: Infra) -> None:
     infra = catalogue_env
@@ -474,6 +501,7 @@ async def test_fresh_consumer_rebuilds_the_catalogue_from_the_topic(catalogue_en
     }
     assert closures["closure:holiday:2027-03-29"]["reason"] == "Easter Monday"
     assert "closure:holiday:2027-05-17" in closures and "closure:local-closing-day:2027-11-15" in closures
+    assert latest["closure:holiday:2027-11-11"].type == "closure-lifted"
     lifted = latest["closure:ad-hoc:sc-drongen:2027-02-11"]
     assert lifted.type == "closure-lifted" and lifted.data["location_id"] == "sc-drongen"
     envelope = latest["closure:ad-hoc:all:2027-02-10"]

@@ -33,6 +33,7 @@ from loket_contracts import events as ev
 BRUSSELS = ZoneInfo("Europe/Brussels")
 ADMIN_WRITE_LOCK = 7_400_101
 MAX_PREVIEW_DAYS = 366
+DEFAULT_GRID_MINUTES = 10  # as the Ghent seed
 
 
 class NotFound(LookupError):
@@ -83,17 +84,24 @@ class CatalogueAdmin:
             await self.catalogue.define_product(conn, product)
         return created
 
-    async def put_location(self, location: ev.LocationDefined) -> bool:
+    async def put_location(
+        self, location_id: str, name: str, address: str, products: list[str], slot_grid_minutes: int | None
+    ) -> tuple[ev.LocationDefined, bool]:
+        """Create or change a location; without `slot_grid_minutes` it keeps its grid (new: the default)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
-            created = await self.entities.get(conn, "location", location.location_id) is None
-            desks = await self._desks_at(conn, location.location_id)
+            existing = await self.catalogue.location(conn, location_id)
+            grid = slot_grid_minutes or (existing.slot_grid_minutes if existing else DEFAULT_GRID_MINUTES)
+            location = ev.LocationDefined(
+                location_id=location_id, name=name, address=address, products=products, slot_grid_minutes=grid
+            )
+            desks = await self._desks_at(conn, location_id)
             schedules = await self._relevant_schedules(conn, [d.desk_id for d in desks])
             validate_location(
                 location, await self.catalogue.known_products(conn), desks, [(s.desk_id, s.weekly) for s in schedules]
             )
             await self.catalogue.publish(conn, location)
-        return created
+        return location, existing is None
 
     # --- desks and hours -------------------------------------------------------------------
 

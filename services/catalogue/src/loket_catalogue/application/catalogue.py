@@ -105,10 +105,10 @@ class Catalogue:
                     await self.entities.get(conn, "closure", closure_id) is None
                     and await self.entities.get(conn, LIFTED_MARKER, closure_id) is None
                 ):
-                    await self.declare_closure(
-                        conn,
-                        ev.ClosureDeclared(closure_id=closure_id, location_id=None, day=day, kind=kind, reason=name),  # type: ignore[arg-type]
+                    closure = ev.ClosureDeclared.model_validate(
+                        {"closure_id": closure_id, "location_id": None, "day": day, "kind": kind, "reason": name}
                     )
+                    await self.declare_closure(conn, closure)
                     count += 1
         return count
 

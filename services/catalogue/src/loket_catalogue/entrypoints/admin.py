@@ -8,6 +8,7 @@ compacted catalogue topic through the outbox, in the transaction that stores it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -53,7 +54,9 @@ class LocationIn(_In):
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=300)
     products: list[str]
-    slot_grid_minutes: int = Field(5, gt=0, le=120)
+    slot_grid_minutes: int | None = Field(
+        None, gt=0, le=120, description="start times lie on this grid; omitted: unchanged (new: 10)"
+    )
 
 
 class DeskIn(_In):
@@ -131,7 +134,7 @@ def _saved(payload: dict[str, Any], created: bool) -> JSONResponse:
     return JSONResponse(jsonable_encoder(payload), status_code=201 if created else 200)
 
 
-def install_admin(app: FastAPI, admin_of: Any) -> None:
+def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -> None:
     """Mount the admin routes; `admin_of(request)` gives the CatalogueAdmin of the running app."""
 
     @app.exception_handler(CatalogueRuleError)
@@ -158,8 +161,9 @@ def install_admin(app: FastAPI, admin_of: Any) -> None:
 
     @router.put("/locations/{id}", summary="Create or change a location and the products it offers")
     async def put_location(request: Request, id: EntityId, body: LocationIn, principal: Admin) -> JSONResponse:
-        location = ev.LocationDefined(location_id=id, **body.model_dump())
-        created = await admin_of(request).put_location(location)
+        location, created = await admin_of(request).put_location(
+            id, body.name, body.address, body.products, body.slot_grid_minutes
+        )
         log.info("location saved", location_id=id, created=created, by=principal.subject)
         return _saved(location_out(location), created)
 
