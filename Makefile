@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := $(UV) run --frozen
 
-.PHONY: up down reset status test lint unit contracts bench install
+.PHONY: up down reset status test lint unit contracts bench install browser
 
 install:  ## install uv (if missing) and every Python dependency from the lock file
 	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv
@@ -27,7 +27,11 @@ lint: install  ## style, types, and the boundaries between packages
 	$(PY) mypy contracts/src libs/runtime/src
 	$(PY) lint-imports
 
-test: lint  ## every test: unit, integration (real Kafka + PostgreSQL), end to end
+browser:  ## Debian's Chromium and axe-core (npm) for the browser tests
+	@bash deploy/local/install-browser.sh
+	@npm ci --prefix web --no-audit --no-fund --silent
+
+test: lint browser  ## every test: unit, integration (real Kafka + PostgreSQL), end to end, browser
 	$(PY) pytest -q -p no:cacheprovider
 
 unit: install

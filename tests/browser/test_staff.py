@@ -1,0 +1,84 @@
+"""A staff member, signed in, sees a new booking appear live on the agenda (Server-Sent Events),
+tries to check the resident in (refused: check-in opens 10 minutes before the start, and bookings
+need 24 hours' notice, so the page must show the API's refusal clearly), and cancels it with a reason.
+The print view shows the day without the controls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Pages, assert_accessible, shot
+from tests.conftest import RunningStack
+from tests.e2e.helpers import booking_body, free_slots, next_weekday
+
+LOCATION = "migration-counter"
+PRODUCT = "short-stay"
+
+
+def sign_in(page: Any, username: str) -> None:
+    page.get_by_label("Gebruikersnaam").fill(username)
+    page.get_by_label("Wachtwoord").fill("demo")
+    page.get_by_role("button", name="Aanmelden").click()
+
+
+def test_staff_sees_a_booking_live_and_handles_it(pages: Pages, live: RunningStack) -> None:
+    client = httpx.Client(base_url=live.base_url, timeout=30)
+    day = next_weekday(2, weeks_ahead=2)  # a Tuesday, away from the resident tests' days
+    slots = free_slots(client, PRODUCT, LOCATION, day)
+    assert slots, f"free slots on {day}"
+
+    page = pages.new()
+    page.goto("/staff")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Agenda")
+    assert_accessible(page, "staff-1-sign-in")
+    sign_in(page, "staff")
+    page.get_by_label("Datum").fill(day.isoformat())
+    page.get_by_role("button", name="Tonen").click()
+    expect(page.locator("#agenda .desk").first).to_be_visible()
+    expect(page.locator("#live-indicator")).to_have_attribute("data-on", "true")
+    page.evaluate("window.__notReloaded = true")
+    shot(page, "staff-2-agenda-before")
+    assert_accessible(page, "staff-2-agenda")
+
+    # A resident books (through the API, as any frontend would): the agenda shows it, live.
+    body = booking_body(PRODUCT, LOCATION, slots[-1]["start"])
+    body["person"] = {"given_name": "Oksana", "family_name": "Kovalenko"}
+    booked = client.post("/api/v1/bookings", json=body, headers={"Prefer": "wait=5"})
+    assert booked.status_code == 201, booked.text
+    booking = booked.json()
+    card = page.locator(f"#appt-{booking['id']}")
+    expect(card).to_be_visible(timeout=10_000)
+    expect(card).to_contain_text("Oksana Kovalenko")
+    expect(card).to_have_attribute("data-status", "confirmed")
+    assert page.evaluate("window.__notReloaded === true"), "the agenda updated without a page reload"
+    shot(page, "staff-3-booking-appeared")
+
+    # Check-in is refused this far ahead: the API's reason is shown on the card and announced.
+    card.get_by_role("button", name="Inchecken").click()
+    expect(card.locator(".appt-msg")).to_have_text("Check-in opens 10 minutes before the appointment.")
+    expect(page.locator("#agenda-status")).to_contain_text("Niet mogelijk voor Oksana Kovalenko")
+    expect(card).to_have_attribute("data-status", "confirmed")
+    shot(page, "staff-4-check-in-refused")
+
+    # Cancel with a reason.
+    card.get_by_role("button", name="Annuleren").click()
+    card.get_by_label("Reden van annulering").fill("Loket gesloten wegens opleiding")
+    card.get_by_role("button", name="Annulering bevestigen").click()
+    expect(card).to_have_attribute("data-status", "cancelled")
+    expect(card.locator(".badge")).to_have_text("geannuleerd")
+    shot(page, "staff-5-cancelled")
+    shown = client.get(
+        f"/api/v1/bookings/{booking['id']}", headers={"Authorization": f"Bearer {booking['manage_token']}"}
+    ).json()
+    assert shown["status"] == "cancelled"
+    assert any("opleiding" in str(entry) for entry in shown["history"]), shown["history"]
+
+    # The print view of the day: the agenda without the controls.
+    page.emulate_media(media="print")
+    expect(page.locator(".toolbar")).to_be_hidden()
+    expect(page.locator("#agenda")).to_be_visible()
+    shot(page, "staff-6-print")
+    page.emulate_media(media="screen")
