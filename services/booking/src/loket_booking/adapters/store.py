@@ -162,7 +162,13 @@ class PrivateData:
         return data
 
     async def erase_person(self, conn: asyncpg.Connection, person_key: str) -> bool:
+        """Delete the person's key (their ciphertexts become unreadable) and unlink their bookings
+        from the keyed hash of their national number or contacts."""
         status = await conn.execute("DELETE FROM person_keys WHERE person_key = $1", person_key)
+        await conn.execute(
+            "UPDATE booking_private SET person_key = 'erased:' || booking_id WHERE person_key = $1", person_key
+        )
+        await conn.execute("UPDATE bookings SET person_key = 'erased:' || id WHERE person_key = $1", person_key)
         return bool(status.endswith(" 1"))
 
 

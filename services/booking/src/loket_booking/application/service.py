@@ -204,6 +204,9 @@ class BookingService:
         """A closed day cancels its bookings (by the system, reason "closure"), so residents are told."""
         closure = delivery.event
         assert isinstance(closure, ev.ClosureDeclared)
+        # The catalogue consumer applies it to the view too, in its own time: from the moment the
+        # day's bookings are cancelled, no new booking on that day may pass validation.
+        ctx.after_commit.append(lambda: self.view.apply(closure))
         day_start, day_end = local(closure.day, "00:00"), local(closure.day, "24:00")
         for booking_id in await self.repo.ids_on_day(ctx.conn, closure.location_id, day_start, day_end):
             booking = await self.repo.load(ctx.conn, booking_id)

@@ -19,9 +19,10 @@ ACTIVE = ("requested", "held", "confirmed")
 
 
 class TransitionRefused(Exception):
-    def __init__(self, message: str, code: str = "transition-refused") -> None:
+    def __init__(self, message: str, code: str = "transition-refused", status: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status  # the booking's status when the refused transition was asked for
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Booking:
     sequence: int = 0
     pending_reschedule: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def _said(self) -> str:
+        return self.status.replace("_", " ")
 
     # --- folding events ------------------------------------------------------------------
 
@@ -163,7 +168,7 @@ class Booking:
         if self.status == "confirmed":
             return []
         if self.status != "held":
-            raise TransitionRefused(f"A {self.status} booking cannot be confirmed.")
+            raise TransitionRefused(f"This booking is {self._said}: it cannot be confirmed.", status=self.status)
         assert self.hold_expires_at is not None and self.desk_id is not None
         if now >= self.hold_expires_at:
             raise TransitionRefused("The time to confirm has run out; the slot was released.", "hold-expired")
@@ -173,7 +178,7 @@ class Booking:
         if self.status == "cancelled":
             return []
         if self.status not in ACTIVE:
-            raise TransitionRefused(f"A {self.status} booking cannot be cancelled.")
+            raise TransitionRefused(f"This booking is {self._said}: it cannot be cancelled.", status=self.status)
         assert self.start is not None and self.end is not None
         if by == "resident" and now > self.start - resident_deadline:
             hours = resident_deadline.total_seconds() / 3600
@@ -201,7 +206,7 @@ class Booking:
         self, request_id: str, new_start: datetime, new_end: datetime, now: datetime, resident_deadline: timedelta
     ) -> list[ev.Event]:
         if self.status not in ("held", "confirmed"):
-            raise TransitionRefused(f"A {self.status} booking cannot be rescheduled.")
+            raise TransitionRefused(f"This booking is {self._said}: it cannot be rescheduled.", status=self.status)
         if self.pending_reschedule is not None:
             raise TransitionRefused("Another reschedule of this booking is being decided.", "reschedule-pending")
         assert self.start is not None
@@ -227,7 +232,9 @@ class Booking:
         if self.status == outcome:
             return []
         if self.status not in allowed[outcome]:
-            raise TransitionRefused(f"A {self.status} booking cannot be marked {outcome.replace('_', ' ')}.")
+            raise TransitionRefused(
+                f"This booking is {self._said}: it cannot be marked {outcome.replace('_', ' ')}.", status=self.status
+            )
         assert self.start is not None
         if outcome == "checked_in" and now < self.start - checkin_early:
             minutes = int(checkin_early.total_seconds() // 60)

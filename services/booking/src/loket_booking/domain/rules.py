@@ -6,6 +6,7 @@ the field (e.g. `person.national_number`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -88,7 +89,7 @@ def age_on(birth: date, day: date) -> int:
 
 def check_eligibility(
     product_id: str,
-    eligibility: dict[str, object],
+    eligibility: Mapping[str, object],
     birth: date | None,
     appointment: date,
     location_id: str,

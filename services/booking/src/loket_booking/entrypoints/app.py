@@ -31,15 +31,17 @@ from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
 from loket_contracts.topics import CALENDAR, CATALOGUE
-from loket_runtime.auth import Principal, current_principal
+from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView, catalogue_consumer, load_catalogue_view
 from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.logging import get_logger
 from loket_runtime.notify import Waiters
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
 from loket_runtime.settings import ServiceSettings
 
+log = get_logger(__name__)
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 DECIDED = ("held", "confirmed", "rejected")
 
@@ -87,8 +89,10 @@ class RescheduleIn(BaseModel):
     start: AwareDatetime
 
 
-class StaffCancelIn(BaseModel):
-    reason: str = Field("cancelled by the counter", min_length=1, max_length=300)
+class CancelIn(BaseModel):
+    reason: str | None = Field(
+        None, min_length=1, max_length=300, description="required when staff cancel; a resident may give one"
+    )
 
 
 def brussels(value: datetime | None) -> str | None:
@@ -174,6 +178,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             "language": booking.language,
             "person": {"given_name": row["given_name"], "family_name": row["family_name"]},
             "reschedule_pending": booking.pending_reschedule is not None,
+            "version": booking.version,
             "history": [
                 {k: (brussels(v) if isinstance(v, datetime) else v) for k, v in h.items()} for h in booking.history
             ],
@@ -190,11 +195,35 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             "calendar": f"{base}/calendar.ics",
         }
 
-    async def run_command(booking_id: str, decide: Any) -> Booking:
+    class PreconditionFailed(Exception):
+        pass
+
+    def etag(booking: Booking) -> str:
+        return f'"{booking.version}"'
+
+    async def run_command(booking_id: str, decide: Any, request: Request | None = None) -> Booking:
+        """Decide on the booking as loaded; with `If-Match` (the ETag of a GET), only if it has not
+        changed since, so two changes made from one view cannot both go through."""
+        if_match = request.headers.get("if-match") if request is not None else None
+        wanted = {t.strip().removeprefix("W/") for t in if_match.split(",")} if if_match else set()
+
+        def guarded(booking: Booking) -> Any:
+            if wanted and "*" not in wanted and etag(booking) not in wanted:
+                raise PreconditionFailed
+            return decide(booking)
+
         try:
-            return await service.command(runtime.pool, booking_id, decide)
+            return await service.command(runtime.pool, booking_id, guarded)
+        except PreconditionFailed as exc:
+            raise Problem(
+                412,
+                "Booking changed",
+                "The booking changed since you loaded it (If-Match); reload it and try again.",
+                "precondition-failed",
+            ) from exc
         except TransitionRefused as exc:
-            raise Problem(409, "Not possible now", str(exc), exc.code) from exc
+            extra = {"booking_status": exc.status} if exc.status else {}
+            raise Problem(409, "Not possible now", str(exc), exc.code, **extra) from exc
         except ConcurrencyError as exc:
             raise Problem(409, "Busy", "The booking changed meanwhile; try again.", "conflict") from exc
 
@@ -249,6 +278,8 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             applied_at_location=body.applied_at_location,
         )
         fingerprint = body_hash(body.model_dump(mode="json"))
+        repeat: tuple[str, str] | None = None
+        replayed = False
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 if idempotency_key:
@@ -261,25 +292,29 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                                 "Idempotency-Key", "was used before with a different body", "Idempotency-Key reused"
                             )
                         first = json.loads(service.unseal(earlier["response"]))
-                        return await answer(
-                            first["id"], first["manage_token"], parse_wait(prefer, settings.max_wait_seconds)
+                        repeat, replayed = (first["id"], first["manage_token"]), True
+                if repeat is None:
+                    booking, token = await service.request(conn, cmd, now, x_correlation_id)
+                    repeat = (booking.id, token)
+                    if idempotency_key:
+                        sealed = service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
+                        await conn.execute(
+                            "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
+                            idempotency_key,
+                            fingerprint,
+                            booking.id,
+                            sealed,
                         )
-                booking, token = await service.request(conn, cmd, now, x_correlation_id)
-                if idempotency_key:
-                    sealed = service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
-                    await conn.execute(
-                        "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
-                        idempotency_key,
-                        fingerprint,
-                        booking.id,
-                        sealed,
-                    )
         except RuleViolation as exc:
             raise field_problem(exc.field, exc.message) from exc
-        return await answer(booking.id, token, parse_wait(prefer, settings.max_wait_seconds))
+        # The transaction is over: waiting for the decision holds no connection.
+        return await answer(repeat[0], repeat[1], parse_wait(prefer, settings.max_wait_seconds), replayed)
 
-    async def answer(booking_id: str, token: str, wait: float) -> Response:
-        booking = await wait_for(booking_id, wait, lambda b: b.status != "requested") if wait else None
+    async def answer(booking_id: str, token: str, wait: float, repeat: bool = False) -> Response:
+        if wait:
+            booking = await wait_for(booking_id, wait, lambda b: b.status != "requested")
+        else:  # a repeat answers with what is known by now; a new booking is still requested
+            booking = await service.repo.load(runtime.pool, booking_id) if repeat else None
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}
         if wait:
             headers["Preference-Applied"] = f"wait={wait:g}"
@@ -304,6 +339,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                 "That time is no longer free; here are the nearest free ones.",
                 "slot-unavailable",
                 id=booking_id,
+                manage_token=token,  # the resident may still view the rejected booking
                 status_detail="rejected",
                 reason=rejected.get("reason"),
                 alternatives=alternatives,
@@ -326,11 +362,11 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         )
 
     @app.get("/api/v1/bookings/{booking_id}", tags=["bookings"], summary="View a booking (manage token)")
-    async def get_booking(booking_id: str, request: Request, token: str | None = None) -> dict[str, Any]:
+    async def get_booking(booking_id: str, request: Request, token: str | None = None) -> JSONResponse:
         row = await authorised_row(request, booking_id, token)
         booking = await service.repo.load(runtime.pool, booking_id)
         assert booking is not None
-        return view_of(booking, row)
+        return JSONResponse(view_of(booking, row), headers={"ETag": etag(booking), "Cache-Control": "no-store"})
 
     @app.post(
         "/api/v1/bookings/{booking_id}/confirm",
@@ -339,7 +375,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     )
     async def confirm(booking_id: str, request: Request, token: str | None = None) -> dict[str, Any]:
         row = await authorised_row(request, booking_id, token)
-        booking = await run_command(booking_id, lambda b: b.confirm(datetime.now(UTC)))
+        booking = await run_command(booking_id, lambda b: b.confirm(datetime.now(UTC)), request)
         return view_of(booking, row)
 
     @app.post(
@@ -348,23 +384,25 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         summary="Cancel: by the resident (manage token) or by staff (JWT, with a reason)",
     )
     async def cancel(
-        booking_id: str, request: Request, token: str | None = None, body: StaffCancelIn | None = None
+        booking_id: str, request: Request, token: str | None = None, body: CancelIn | None = None
     ) -> dict[str, Any]:
         presented = presented_token(request, token) or ""
-        if presented.count(".") == 2:  # a JWT: staff
+        if presented.count(".") == 2:  # a JWT (a manage token has no dots): staff, at any time, with a reason
             principal = await current_principal(request)
             row = await staff_row(principal, booking_id)
-            reason = body.reason if body else "cancelled by the counter"
+            if body is None or not body.reason:
+                raise field_problem("reason", "staff give the reason of a cancellation (the resident is told)")
+            reason = body.reason
             booking = await run_command(
-                booking_id, lambda b: b.cancel("staff", reason, datetime.now(UTC), timedelta(0))
+                booking_id, lambda b: b.cancel("staff", reason, datetime.now(UTC), timedelta(0)), request
             )
         else:
             row = await authorised_row(request, booking_id, token)
+            resident_reason = (body.reason if body else None) or "cancelled by the resident"
             booking = await run_command(
                 booking_id,
-                lambda b: b.cancel(
-                    "resident", "cancelled by the resident", datetime.now(UTC), policy.resident_cancel_deadline
-                ),
+                lambda b: b.cancel("resident", resident_reason, datetime.now(UTC), policy.resident_cancel_deadline),
+                request,
             )
         return view_of(booking, row)
 
@@ -392,6 +430,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         await run_command(
             booking_id,
             lambda b: b.request_reschedule(request_id, body.start, new_end, now, policy.resident_cancel_deadline),
+            request,
         )
         wait = parse_wait(prefer, settings.max_wait_seconds) or 5.0
         booking = await wait_for(booking_id, wait, lambda b: b.pending_reschedule != request_id)
@@ -465,6 +504,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             booking = await run_command(
                 booking_id,
                 lambda b: b.record_attendance(outcome, principal.subject, datetime.now(UTC), policy.checkin_early),
+                request,
             )
             return view_of(booking, row)
 
@@ -476,6 +516,26 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             tags=["staff"],
             summary=f"Staff: mark {outcome.replace('_', ' ')}",
         )(attendance(outcome))
+
+    # --- operations: erasure of a person's data ----------------------------------------------
+
+    @app.delete(
+        "/api/v1/ops/persons/{booking_id}",
+        status_code=204,
+        tags=["ops"],
+        summary="Erase the personal data of the person of this booking (role ops)",
+        description="Deletes the person's key: the national number, contact details and manage-token copy of "
+        "every booking of that person become unreadable; no event is rewritten. The bookings themselves "
+        "(times, status, names in the agenda) stay. Erasing twice is a no-op.",
+    )
+    async def erase_person(booking_id: str, principal: Annotated[Principal, require_role("ops", "admin")]) -> Response:
+        row = await service.repo.row(runtime.pool, booking_id)
+        if row is None:
+            raise Problem(404, "Not found", f"No booking {booking_id}.", "not-found")
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            erased = await service.private.erase_person(conn, row["person_key"])
+        log.info("person erased", booking_id=booking_id, by=principal.subject, had_key=erased)
+        return Response(status_code=204)
 
     # --- internal: for the notifications service -------------------------------------------
 

@@ -1,0 +1,204 @@
+"""Resident rules through HTTP: each bad input is a problem+json 422 naming the field."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from tests.conftest import RunningStack
+from tests.e2e.helpers import booking_body, free_slots, next_weekday
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+_phones = itertools.count(10)
+
+
+@pytest.fixture(scope="module")
+def client(live: RunningStack) -> httpx.Client:
+    return httpx.Client(base_url=live.base_url, timeout=30)
+
+
+def wall(day: date, hh: int, mm: int) -> str:
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=BRUSSELS).isoformat()
+
+
+def unique_phone() -> str:
+    return f"+32 470 {next(_phones) % 100:02d} {uuid.uuid4().int % 100:02d} {uuid.uuid4().int % 100:02d}"
+
+
+def refused(r: httpx.Response, field: str) -> dict[str, Any]:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = r.json()
+    assert {"type", "title", "status", "detail"} <= problem.keys()
+    assert field in [e["field"] for e in problem["errors"]], problem
+    return problem
+
+
+def post(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return client.post("/api/v1/bookings", json=body, headers=headers)
+
+
+WED = next_weekday(3, weeks_ahead=2)  # a Wednesday: open 09:00-12:30 and 14:00-16:00
+MON = next_weekday(1, weeks_ahead=2)
+
+
+def test_national_numbers(client: httpx.Client) -> None:
+    for good in ("85073003328", "85.07.30-033.28", "94021300145", "85273003371"):  # the last a BIS number
+        body = booking_body("annex-35", "migration-counter", wall(WED, 9, 0))
+        body["person"]["national_number"] = good
+        body["person"]["given_name"] = "Checked"
+        r = post(client, body)
+        assert r.status_code == 202, r.text
+        cancel = client.post(f"/api/v1/bookings/{r.json()['id']}/cancel", params={"token": r.json()["manage_token"]})
+        assert cancel.status_code == 200, cancel.text  # frees the person for the next number
+    for bad in ("85073003329", "8507300332", "85O73003328", "06070500253"):
+        body = booking_body("annex-35", "migration-counter", wall(WED, 9, 0))
+        body["person"]["national_number"] = bad
+        refused(post(client, body), "person.national_number")
+
+
+def test_national_number_and_birth_date_must_agree(client: httpx.Client) -> None:
+    body = booking_body("annex-35", "migration-counter", wall(WED, 9, 10))
+    body["person"] |= {"national_number": "94021300145", "birth_date": "1994-02-14"}
+    refused(post(client, body), "person.birth_date")
+
+
+def test_phones_and_email(client: httpx.Client) -> None:
+    for phone in ("+33 6 12 34 56 78", "0470 12 34 56", "+1 415 555 2671", "09 266 71 11"):
+        body = booking_body("short-stay", "sc-oostakker", wall(WED, 9, 0))
+        body["contact"] = {"phone": phone}
+        r = post(client, body)
+        assert r.status_code == 202, (phone, r.text)
+    body = booking_body("short-stay", "sc-oostakker", wall(WED, 9, 0))
+    body["contact"] = {"phone": "12345"}
+    assert "+32" in refused(post(client, body), "contact.phone")["errors"][0]["message"]
+    body["contact"] = {"email": "not-an-address"}
+    refused(post(client, body), "contact.email")
+    body["contact"] = {}
+    refused(post(client, body), "contact")
+
+
+def test_one_active_booking_per_person_and_product(client: httpx.Client) -> None:
+    # By national number, across names and contacts.
+    first = booking_body("single-permit", "migration-counter", wall(MON, 9, 0))
+    first["person"]["national_number"] = "06070500252"
+    assert post(client, first).status_code == 202
+    again = booking_body("single-permit", "migration-counter", wall(MON + timedelta(days=2), 9, 0))
+    again["person"]["national_number"] = "06.07.05-002.52"
+    problem = refused(post(client, again), "person")
+    assert "active booking" in problem["detail"]
+    # Another product for the same person is fine.
+    other = booking_body("annex-3bis", "migration-counter", wall(MON, 9, 0))
+    other["person"]["national_number"] = "06070500252"
+    assert post(client, other).status_code == 202
+    # Without a national number: by e-mail and phone together.
+    phone = unique_phone()
+    a = booking_body("identity-change", "migration-counter", wall(MON, 9, 0))
+    a["contact"]["phone"] = phone
+    assert post(client, a).status_code == 202
+    b = booking_body("identity-change", "migration-counter", wall(MON, 10, 0))
+    b["contact"] = dict(a["contact"])
+    refused(post(client, b), "person")
+    c = booking_body("identity-change", "migration-counter", wall(MON, 10, 0))
+    c["contact"] = {"email": a["contact"]["email"], "phone": unique_phone()}
+    assert post(client, c).status_code == 202  # another phone: another person
+
+
+def test_child_card_under_12_on_the_appointment_date(client: httpx.Client) -> None:
+    day = WED
+    twelfth = date(day.year - 12, day.month, day.day)  # turns 12 on the day of the appointment
+    body = booking_body("child-card", "migration-counter", wall(day, 9, 0))
+    body["person"]["birth_date"] = twelfth.isoformat()
+    problem = refused(post(client, body), "person.birth_date")
+    assert "under 12" in problem["detail"]
+    body["person"]["birth_date"] = (twelfth + timedelta(days=1)).isoformat()  # still 11 that day
+    assert post(client, body).status_code == 202
+    no_birth = booking_body("child-card", "migration-counter", wall(day, 9, 0))
+    refused(post(client, no_birth), "person.birth_date")
+    # The birth date can come from the child's national number (born 2010: 12 or older now).
+    from_number = booking_body("child-card", "migration-counter", wall(day, 9, 0))
+    from_number["person"]["national_number"] = "10010100121"
+    refused(post(client, from_number), "person.birth_date")
+
+
+def test_card_pickup_only_where_applied(client: httpx.Client) -> None:
+    body = booking_body("card-pickup", "migration-counter", wall(WED, 9, 0), applied_at_location="sc-gentbrugge")
+    problem = refused(post(client, body), "location")
+    assert "sc-gentbrugge" in problem["detail"]
+    body["location"] = "sc-gentbrugge"
+    assert post(client, body).status_code == 202
+
+
+def test_product_location_and_time(client: httpx.Client) -> None:
+    refused(post(client, booking_body("no-such-product", "migration-counter", wall(WED, 9, 0))), "product")
+    refused(post(client, booking_body("residence-card", "nowhere", wall(WED, 9, 0))), "location")
+    problem = refused(post(client, booking_body("single-permit", "sc-ledeberg", wall(WED, 9, 0))), "location")
+    assert "does not offer" in problem["detail"]
+    assert (
+        "grid"
+        in refused(post(client, booking_body("residence-card", "migration-counter", wall(WED, 9, 5))), "start")[
+            "detail"
+        ]
+    )
+    thursday = WED + timedelta(days=1)  # Thursday: closed
+    assert (
+        "opening hours"
+        in refused(post(client, booking_body("residence-card", "migration-counter", wall(thursday, 10, 0))), "start")[
+            "detail"
+        ]
+    )
+    # 12:20 + 20 minutes runs past 12:30.
+    refused(post(client, booking_body("residence-card", "migration-counter", wall(WED, 12, 20))), "start")
+    far = next_weekday(3, weeks_ahead=10)
+    assert (
+        "ahead"
+        in refused(post(client, booking_body("residence-card", "migration-counter", wall(far, 9, 0))), "start")[
+            "detail"
+        ]
+    )
+    soon = (datetime.now(BRUSSELS) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    assert (
+        "ahead"
+        in refused(post(client, booking_body("residence-card", "migration-counter", soon.isoformat())), "start")[
+            "detail"
+        ]
+    )
+    naive = booking_body("residence-card", "migration-counter", wall(WED, 9, 0).split("+")[0])
+    refused(post(client, naive), "start")
+
+
+def test_closed_day(client: httpx.Client) -> None:
+    christmas = date(date.today().year, 12, 25)
+    if not 2 <= (christmas - date.today()).days <= 58:
+        pytest.skip("Christmas lies outside the booking window today")
+    problem = refused(post(client, booking_body("residence-card", "migration-counter", wall(christmas, 9, 0))), "start")
+    assert "closed" in problem["detail"]
+    assert free_slots(client, "residence-card", "migration-counter", christmas) == []
+
+
+def test_one_person_one_product(client: httpx.Client) -> None:
+    body = booking_body("residence-card", "migration-counter", wall(WED, 9, 0))
+    body["persons"] = [body["person"], body["person"]]
+    refused(post(client, body), "persons")
+    body = booking_body("residence-card", "migration-counter", wall(WED, 9, 0))
+    body["product"] = ["residence-card", "orange-card"]
+    refused(post(client, body), "product")
+
+
+def test_idempotency_key_with_another_body(client: httpx.Client) -> None:
+    key = str(uuid.uuid4())
+    body = booking_body("orange-card", "migration-counter", wall(WED, 9, 0))
+    first = post(client, body, **{"Idempotency-Key": key})
+    assert first.status_code == 202
+    repeat = post(client, body, **{"Idempotency-Key": key})
+    assert repeat.status_code in (201, 202)  # 201 once the calendar has decided
+    assert repeat.json()["id"] == first.json()["id"]
+    assert repeat.json()["manage_token"] == first.json()["manage_token"]
+    changed = dict(body, start=wall(WED, 9, 30))
+    refused(post(client, changed, **{"Idempotency-Key": key}), "Idempotency-Key")
