@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from icalendar import Calendar
+
 from loket_contracts import events as ev
 from loket_notifications.domain import formatting as fmt
 from loket_notifications.domain import sms
@@ -30,15 +31,31 @@ POLICY = ReminderPolicy()
 
 
 def confirmed(**kw: object) -> ev.BookingConfirmed:
-    data = dict(booking_id="b1", location_id="loc", product_id="p", desk_id="d", start=START, end=END,
-                confirmed_by="calendar", language="en")
+    data = dict(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        desk_id="d",
+        start=START,
+        end=END,
+        confirmed_by="calendar",
+        language="en",
+    )
     data.update(kw)
     return ev.BookingConfirmed(**data)  # type: ignore[arg-type]
 
 
 def view(**kw: object) -> BookingView:
-    data = dict(booking_id="b1", location_id="loc", product_id="p", start=START, end=END, language="en",
-                status="confirmed", sequence=0)
+    data = dict(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        start=START,
+        end=END,
+        language="en",
+        status="confirmed",
+        sequence=0,
+    )
     data.update(kw)
     return BookingView(**data)  # type: ignore[arg-type]
 
@@ -75,8 +92,16 @@ def test_reminder_may_be_late_within_grace_but_not_near_start() -> None:
 
 
 def test_held_plans_please_confirm_until_hold_expires() -> None:
-    held = ev.BookingHeld(booking_id="b1", location_id="loc", product_id="p", desk_id="d", start=START, end=END,
-                          hold_expires_at=NOW + timedelta(minutes=30), language="fr")
+    held = ev.BookingHeld(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        desk_id="d",
+        start=START,
+        end=END,
+        hold_expires_at=NOW + timedelta(minutes=30),
+        language="fr",
+    )
     decision = decide(held, None, POLICY, NOW)
     assert kinds(decision) == ["please-confirm"]
     assert decision.messages[0].not_after == NOW + timedelta(minutes=30)
@@ -84,17 +109,31 @@ def test_held_plans_please_confirm_until_hold_expires() -> None:
 
 
 def test_rejection_carries_alternatives() -> None:
-    rejected = ev.BookingRejected(booking_id="b1", location_id="loc", product_id="p", start=START,
-                                  reason="slot-taken",
-                                  alternatives=[ev.Slot(start=START + timedelta(hours=1), end=END, location_id="x")])
+    rejected = ev.BookingRejected(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        start=START,
+        reason="slot-taken",
+        alternatives=[ev.Slot(start=START + timedelta(hours=1), end=END, location_id="x")],
+    )
     decision = decide(rejected, None, POLICY, NOW)
     assert kinds(decision) == ["rejection"]
     assert decision.messages[0].context["alternatives"][0]["location_id"] == "x"
 
 
 def test_cancellation_by_staff_voids_reminders_and_texts() -> None:
-    cancelled = ev.BookingCancelled(booking_id="b1", location_id="loc", product_id="p", desk_id="d", start=START,
-                                    end=END, cancelled_by="staff", reason="closure", cancelled_at=NOW)
+    cancelled = ev.BookingCancelled(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        desk_id="d",
+        start=START,
+        end=END,
+        cancelled_by="staff",
+        reason="closure",
+        cancelled_at=NOW,
+    )
     decision = decide(cancelled, view(sequence=2), POLICY, NOW)
     assert kinds(decision) == ["cancellation", "cancellation-sms"]
     assert decision.void_reminders_below == 3
@@ -104,16 +143,34 @@ def test_cancellation_by_staff_voids_reminders_and_texts() -> None:
 
 
 def test_cancellation_by_resident_sends_no_sms() -> None:
-    cancelled = ev.BookingCancelled(booking_id="b1", location_id="loc", product_id="p", desk_id="d", start=START,
-                                    end=END, cancelled_by="resident", reason="", cancelled_at=NOW)
+    cancelled = ev.BookingCancelled(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        desk_id="d",
+        start=START,
+        end=END,
+        cancelled_by="resident",
+        reason="",
+        cancelled_at=NOW,
+    )
     assert kinds(decide(cancelled, view(), POLICY, NOW)) == ["cancellation"]
 
 
 def test_reschedule_raises_version_and_replans_reminders() -> None:
     new_start = START + timedelta(days=1)
-    moved = ev.BookingRescheduled(booking_id="b1", request_id="r", location_id="loc", product_id="p", desk_id="d",
-                                  old_start=START, start=new_start, end=new_start + timedelta(minutes=20),
-                                  sequence=1, language="en")
+    moved = ev.BookingRescheduled(
+        booking_id="b1",
+        request_id="r",
+        location_id="loc",
+        product_id="p",
+        desk_id="d",
+        old_start=START,
+        start=new_start,
+        end=new_start + timedelta(minutes=20),
+        sequence=1,
+        language="en",
+    )
     decision = decide(moved, view(), POLICY, NOW)
     assert kinds(decision) == ["rescheduled", "reminder", "reminder-sms"]
     assert {m.version for m in decision.messages} == {1}
@@ -227,8 +284,18 @@ def test_dates_in_brussels_per_language() -> None:
 
 
 def test_ics_request_and_cancel_share_uid() -> None:
-    appt = Appointment("b1", START, END, "Residence card", "Counter, Street 1", "Bring your passport",
-                       "noreply@loket.gent", "Stad Gent", "r@example.org", "http://x/manage")
+    appt = Appointment(
+        "b1",
+        START,
+        END,
+        "Residence card",
+        "Counter, Street 1",
+        "Bring your passport",
+        "noreply@loket.gent",
+        "Stad Gent",
+        "r@example.org",
+        "http://x/manage",
+    )
     request = Calendar.from_ical(build_ics(appt, "REQUEST", 0, NOW, "loket.gent"))
     cancel = Calendar.from_ical(build_ics(appt, "CANCEL", 1, NOW, "loket.gent"))
     assert request["METHOD"] == "REQUEST" and cancel["METHOD"] == "CANCEL"

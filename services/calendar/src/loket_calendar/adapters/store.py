@@ -92,6 +92,8 @@ async def taken_in_range(
     rows = await conn.fetch(
         "SELECT location_id, desk_id, lower(during) AS s, upper(during) AS e FROM reservations"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
+        # a hold that ran out by `now` is free: a request now would expire it and take the desk
+        " AND NOT (status = 'held' AND hold_expires_at <= $4)"
         " UNION ALL SELECT location_id, desk_id, lower(during), upper(during) FROM held_back"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3) AND available_from > $4",
         location_ids,
@@ -146,12 +148,25 @@ async def confirm_hold(conn: asyncpg.Connection, booking_id: str) -> None:
     )
 
 
-async def take_expired_holds(conn: asyncpg.Connection, deadline: datetime) -> list[asyncpg.Record]:
+async def take_expired_holds(
+    conn: asyncpg.Connection, deadline: datetime, location_id: str | None = None
+) -> list[asyncpg.Record]:
+    """Delete and return the holds (of one location, or all) that ran out by `deadline`.
+
+    The timer (all locations) skips rows another transaction holds; the allocator (one location)
+    waits for them, so its decision sees the hold either expired or still there, never half."""
+    lock = "FOR UPDATE" if location_id is not None else "FOR UPDATE SKIP LOCKED"
     rows: list[asyncpg.Record] = await conn.fetch(
         "DELETE FROM reservations WHERE booking_id IN (SELECT booking_id FROM reservations"
-        " WHERE status = 'held' AND hold_expires_at <= $1 FOR UPDATE SKIP LOCKED)"
+        " WHERE status = 'held' AND hold_expires_at <= $1 AND ($2::text IS NULL OR location_id = $2)"
+        f" ORDER BY hold_expires_at, booking_id {lock})"
         " RETURNING booking_id, location_id, desk_id, product_id, hold_expires_at,"
         " lower(during) AS start_at, upper(during) AS end_at",
         deadline,
+        location_id,
     )
-    return rows
+    return sorted(rows, key=lambda r: (r["hold_expires_at"], r["booking_id"]))
+
+
+async def prune_held_back(conn: asyncpg.Connection, before: datetime) -> None:
+    await conn.execute("DELETE FROM held_back WHERE available_from < $1", before)

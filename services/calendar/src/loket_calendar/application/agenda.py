@@ -1,220 +1,198 @@
-"""The agenda projection: one row per booking as the counter sees it, plus its history.
+"""The agenda projection: one row per booking as the counter sees it, plus every change, for `as_of`.
 
-It reads the booking and calendar topics, which Kafka does not order against each other, so
-every change is a merge: a booking's status only moves forward (requested < held < confirmed <
-checked_in < a final state), and fields arrive from whichever event knows them.
+Tables (see migrations/002): `agenda` (the folded state and the row it shows), `agenda_changes`
+(each event's changes, by event id, with the event's time) and `agenda_days` (every location and
+day a booking was ever placed on). The fold is pure (`domain/agenda.py`) and order-independent,
+so the incremental consumer, a rebuild from offset zero and an `as_of` query all agree.
+
+The consumer applies a whole batch at once (`before_commit`): one read of the touched rows, the
+merge in memory, and bulk writes, in the batch's transaction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
-from loket_calendar.domain.schedule import local_day
+from loket_calendar.domain.agenda import (
+    VISIBLE,
+    State,
+    changes_for,
+    days_touched,
+    fold,
+    merge,
+    row_of,
+    version,
+)
 from loket_contracts import events as ev
 from loket_runtime.consumer import Delivery, HandlerContext
 
 AGENDA_CHANNEL = "loket_agenda"
-STATUS_RANK = {
-    "requested": 0,
-    "held": 1,
-    "confirmed": 2,
-    "checked_in": 3,
-    "completed": 4,
-    "no_show": 4,
-    "cancelled": 4,
-    "expired": 4,
-    "rejected": 4,
-}
-VISIBLE = ("held", "confirmed", "checked_in", "completed", "no_show", "cancelled")
+AGENDA_TYPES: tuple[type[ev.Event], ...] = (
+    ev.BookingRequested,
+    ev.SlotReserved,
+    ev.BookingConfirmed,
+    ev.SlotRejected,
+    ev.BookingRejected,
+    ev.BookingCancelled,
+    ev.HoldExpired,
+    ev.BookingExpired,
+    ev.RescheduleReserved,
+    ev.BookingRescheduled,
+    ev.AttendanceRecorded,
+)
+TABLES = ("agenda", "agenda_changes", "agenda_days")
+
+Change = tuple[str, str, datetime, dict[str, Any]]  # booking id, event id, event time, changes
 
 
-def changes_for(event: ev.Event) -> dict[str, Any] | None:
-    """The agenda fields an event sets, or None when it does not touch the agenda."""
-    match event:
-        case ev.BookingRequested():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.end,
-                "status": "requested",
-                "given_name": event.person.given_name,
-                "family_name": event.person.family_name,
-            }
-        case ev.SlotReserved():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.end,
-                "desk_id": event.desk_id,
-                "status": "held" if event.hold_expires_at else "confirmed",
-            }
-        case ev.BookingConfirmed():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.end,
-                "desk_id": event.desk_id,
-                "status": "confirmed",
-            }
-        case ev.SlotRejected() | ev.BookingRejected():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.start,
-                "status": "rejected",
-            }
-        case ev.BookingCancelled():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.end,
-                "status": "cancelled",
-            }
-        case ev.HoldExpired():
-            return {"location_id": event.location_id, "start_at": event.start, "end_at": event.end, "status": "expired"}
-        case ev.BookingExpired():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "status": "expired",
-            }
-        case ev.RescheduleReserved():
-            return {
-                "location_id": event.location_id,
-                "product_id": event.product_id,
-                "start_at": event.start,
-                "end_at": event.end,
-                "desk_id": event.desk_id,
-                "moved": True,
-            }
-        case ev.AttendanceRecorded():
-            return {"location_id": event.location_id, "status": event.outcome}
-    return None
+def change_of(envelope_id: str, event_time: datetime, event: ev.Event) -> Change | None:
+    changes = changes_for(event)
+    booking_id = getattr(event, "booking_id", None)
+    if changes is None or booking_id is None:
+        return None
+    return str(booking_id), envelope_id, event_time, changes
 
 
-async def apply_change(
-    conn: asyncpg.Connection, booking_id: str, event_time: datetime, changes: dict[str, Any]
-) -> str | None:
-    """Merge `changes` into the booking's row; return the location whose agenda changed."""
-    current = await conn.fetchrow("SELECT * FROM agenda WHERE booking_id = $1 FOR UPDATE", booking_id)
-    row: dict[str, Any] = dict(current.items()) if current else {}
-    moved = changes.pop("moved", False)
-    old_day = row.get("day")
-    for key, value in changes.items():
-        if key == "status":
-            status = row.get("status")
-            if status is not None and (STATUS_RANK[value] < STATUS_RANK[status] or STATUS_RANK[status] == 4):
-                continue  # statuses only move forward, and the first final state stands
-            row[key] = value
-        elif key in ("location_id", "given_name", "family_name") or moved or row.get(key) is None:
-            row[key] = value  # times and desk change only by a reschedule
-    if "start_at" not in row or "location_id" not in row or "product_id" not in row:
-        return None  # wait for an event that knows when and what
-    row.setdefault("status", "requested")
-    row.setdefault("end_at", row["start_at"])
-    row["day"] = local_day(row["start_at"])
-    row["updated_at"] = event_time
-    await conn.execute(
-        "INSERT INTO agenda (booking_id, location_id, day, desk_id, product_id, start_at, end_at, status, given_name,"
-        " family_name, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (booking_id) DO UPDATE SET location_id = EXCLUDED.location_id, day = EXCLUDED.day,"
-        " desk_id = EXCLUDED.desk_id, product_id = EXCLUDED.product_id, start_at = EXCLUDED.start_at,"
-        " end_at = EXCLUDED.end_at, status = EXCLUDED.status, given_name = EXCLUDED.given_name,"
-        " family_name = EXCLUDED.family_name, updated_at = EXCLUDED.updated_at",
-        booking_id,
-        row["location_id"],
-        row["day"],
-        row.get("desk_id"),
-        row["product_id"],
-        row["start_at"],
-        row["end_at"],
-        row["status"],
-        row.get("given_name"),
-        row.get("family_name"),
-        event_time,
+async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change], notify: bool = True) -> int:
+    """Fold a batch of changes into the agenda tables (in the caller's transaction); return rows written."""
+    if not changes:
+        return 0
+    inserted = await conn.fetch(
+        "INSERT INTO agenda_changes (event_id, booking_id, event_time, changes)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[])"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        [c[1] for c in changes],
+        [c[0] for c in changes],
+        [c[2] for c in changes],
+        [c[3] for c in changes],  # jsonb codec of the pool encodes
     )
-    snapshot = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
-    if old_day is not None and old_day != row["day"]:
-        await conn.execute(
-            "INSERT INTO agenda_history (booking_id, location_id, day, event_time, row_data) VALUES ($1,$2,$3,$4,$5)",
-            booking_id,
-            row["location_id"],
-            old_day,
-            event_time,
-            snapshot | {"status": "moved-away"},
+    fresh_ids = {r["event_id"] for r in inserted}
+    fresh = [c for c in changes if c[1] in fresh_ids]
+    if not fresh:
+        return 0  # every change applied before (a redelivery): the fold is idempotent anyway
+    bookings = sorted({c[0] for c in fresh})
+    states: dict[str, State] = {
+        r["booking_id"]: r["state"]
+        for r in await conn.fetch(
+            "SELECT booking_id, state FROM agenda WHERE booking_id = ANY($1::text[]) ORDER BY booking_id FOR UPDATE",
+            bookings,
         )
+    }
+    days: set[tuple[str, str, date]] = set()
+    for booking_id, event_id, event_time, change in fresh:
+        states[booking_id] = merge(states.get(booking_id, {}), change, version(event_time, event_id))
+        touched = days_touched(change)
+        if touched is not None:
+            days.add((booking_id, *touched))
+    rows = []
+    notices: set[str] = set()
+    for booking_id in bookings:
+        state = states[booking_id]
+        row = row_of(state)
+        rows.append((booking_id, state, row))
+        if row is not None and notify:
+            notices.add(
+                json.dumps(
+                    {
+                        "location": row["location_id"],
+                        "date": row["day"].isoformat(),
+                        "booking": booking_id,
+                        "status": row["status"],
+                    }
+                )
+            )
+    await write_rows(conn, rows)
+    if days:
+        ordered = sorted(days)
+        await conn.execute(
+            "INSERT INTO agenda_days (booking_id, location_id, day)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING",
+            [d[0] for d in ordered],
+            [d[1] for d in ordered],
+            [d[2] for d in ordered],
+        )
+    for notice in sorted(notices):
+        await conn.execute("SELECT pg_notify($1, $2)", AGENDA_CHANNEL, notice)
+    return len(rows)
+
+
+async def write_rows(conn: asyncpg.Connection, rows: Iterable[tuple[str, State, dict[str, Any] | None]]) -> None:
+    records = [
+        (
+            booking_id,
+            state,
+            row["location_id"] if row else None,
+            row["day"] if row else None,
+            row["desk_id"] if row else None,
+            row["product_id"] if row else None,
+            row["start_at"] if row else None,
+            row["end_at"] if row else None,
+            row["status"] if row else (state.get("status") or "requested"),
+            row["given_name"] if row else None,
+            row["family_name"] if row else None,
+            row["updated_at"] if row else None,
+        )
+        for booking_id, state, row in rows
+    ]
     await conn.execute(
-        "INSERT INTO agenda_history (booking_id, location_id, day, event_time, row_data) VALUES ($1, $2, $3, $4, $5)",
-        booking_id,
-        row["location_id"],
-        row["day"],
-        event_time,
-        snapshot,
+        "INSERT INTO agenda (booking_id, state, location_id, day, desk_id, product_id, start_at, end_at, status,"
+        " given_name, family_name, updated_at)"
+        " SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::date[], $5::text[], $6::text[],"
+        " $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])"
+        " ON CONFLICT (booking_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,"
+        " day = EXCLUDED.day, desk_id = EXCLUDED.desk_id, product_id = EXCLUDED.product_id,"
+        " start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at, status = EXCLUDED.status,"
+        " given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name, updated_at = EXCLUDED.updated_at",
+        *[list(column) for column in zip(*records, strict=True)],
     )
-    return str(row["location_id"])
 
 
 class AgendaProjection:
-    TABLES = ("agenda", "agenda_history")
+    TABLES = TABLES
 
-    def handlers(self) -> dict[str, object]:
-        types = (
-            ev.BookingRequested,
-            ev.SlotReserved,
-            ev.BookingConfirmed,
-            ev.SlotRejected,
-            ev.BookingRejected,
-            ev.BookingCancelled,
-            ev.HoldExpired,
-            ev.BookingExpired,
-            ev.RescheduleReserved,
-            ev.AttendanceRecorded,
-        )
-        return {t.TYPE: self.on_event for t in types}
+    def handlers(self) -> dict[str, Any]:
+        return {t.TYPE: self.on_event for t in AGENDA_TYPES}
 
     async def on_event(self, ctx: HandlerContext, delivery: Delivery) -> None:
-        changes = changes_for(delivery.event)
-        if changes is None:
-            return
-        booking_id = str(getattr(delivery.event, "booking_id"))  # noqa: B009
-        location = await apply_change(ctx.conn, booking_id, delivery.envelope.time, changes)
-        if location is not None:
-            await ctx.conn.execute("SELECT pg_notify($1, $2)", AGENDA_CHANNEL, location)
+        """Nothing per event: the batch is folded at once in `before_commit`."""
+
+    async def before_commit(self, ctx: HandlerContext, done: list[Delivery]) -> None:
+        changes = [c for d in done if (c := change_of(d.envelope.id, d.envelope.time, d.event)) is not None]
+        await apply_changes(ctx.conn, changes)
 
 
 async def agenda_rows(
-    conn: asyncpg.Pool | asyncpg.Connection, location_id: str, day: Any, as_of: datetime | None
+    conn: asyncpg.Pool | asyncpg.Connection, location_id: str, day: date, as_of: datetime | None
 ) -> list[dict[str, Any]]:
+    """The visible appointments of a location on a day, now or as they stood at `as_of`."""
     if as_of is None:
         rows = await conn.fetch(
-            "SELECT * FROM agenda WHERE location_id = $1 AND day = $2 AND status = ANY($3::text[]) ORDER BY start_at",
+            "SELECT * FROM agenda WHERE location_id = $1 AND day = $2 AND status = ANY($3::text[])"
+            " ORDER BY start_at, booking_id",
             location_id,
             day,
             list(VISIBLE),
         )
         return [dict(r.items()) for r in rows]
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (booking_id) booking_id, row_data FROM agenda_history"
-        " WHERE location_id = $1 AND day = $2 AND event_time <= $3 ORDER BY booking_id, event_time DESC, id DESC",
+    changes = await conn.fetch(
+        "SELECT c.booking_id, c.event_id, c.event_time, c.changes FROM agenda_changes c"
+        " WHERE c.booking_id IN (SELECT booking_id FROM agenda_days WHERE location_id = $1 AND day = $2)"
+        " AND c.event_time <= $3",
         location_id,
         day,
         as_of,
     )
+    per_booking: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for c in changes:
+        per_booking.setdefault(c["booking_id"], []).append((version(c["event_time"], c["event_id"]), c["changes"]))
     result = []
-    for r in rows:
-        data = dict(r["row_data"])
-        if data.get("status") in VISIBLE:
-            for key in ("start_at", "end_at", "updated_at"):
-                data[key] = datetime.fromisoformat(data[key])
-            data["booking_id"] = r["booking_id"]
-            result.append(data)
-    return sorted(result, key=lambda d: d["start_at"])
+    for booking_id, booking_changes in per_booking.items():
+        row = row_of(fold(booking_changes))
+        if row and row["location_id"] == location_id and row["day"] == day and row["status"] in VISIBLE:
+            result.append(row | {"booking_id": booking_id})
+    return sorted(result, key=lambda r: (r["start_at"], r["booking_id"]))

@@ -3,6 +3,12 @@
 Requests, confirmations, cancellations and reschedules of one location arrive in order on one
 partition; each is decided from the events alone (the request's own timestamp stands for
 "now"), and the decision is written with the reservation in the consumer's transaction.
+
+Holds: a request decided at `requested_at` first expires the holds of its location that ran out
+by then (emitting `hold-expired` and `slot-released`), so a decision never depends on when the
+timer last ran; the timer (`expire_holds`) frees the holds nobody asks about, on time.
+Freed desk-times (cancel, expiry, the old time of a reschedule) are kept back for
+`release_holdback` before they are offered again; `slot-released` says from when.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from loket_calendar.domain.schedule import (
     free_starts,
     local,
     local_day,
+    subtract,
 )
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
@@ -71,7 +78,7 @@ class Allocator:
         if not await store.record_decision(ctx.conn, req.booking_id, "decided"):
             return  # decided before: a redelivery must not take a second desk
         decision = await self.place(
-            ctx.conn, req.booking_id, req.location_id, req.product_id, req.start, req.requested_at, req.language
+            ctx, req.booking_id, req.location_id, req.product_id, req.start, req.requested_at, req.language
         )
         if isinstance(decision, Rejection):
             alternatives = await self.alternatives(
@@ -109,7 +116,7 @@ class Allocator:
 
     async def place(
         self,
-        conn: asyncpg.Connection,
+        ctx: HandlerContext,
         booking_id: str,
         location_id: str,
         product_id: str,
@@ -118,41 +125,50 @@ class Allocator:
         language: str,
         ignore_booking: str | None = None,
     ) -> tuple[str, Interval, datetime | None] | Rejection:
+        conn = ctx.conn
+        await self.expire_due(ctx, location_id, now)
         product = self.view.products.get(product_id)
         duration = timedelta(minutes=product.duration_minutes if product else 0)
         taken = await store.taken_around(conn, location_id, start, start + duration, now, ignore_booking)
-        choice = free_desk(self.view, location_id, product_id, start, taken, now)
-        if isinstance(choice, Rejection):
-            return choice
-        assert product is not None
-        interval = Interval(start, start + duration)
-        hold = now + timedelta(minutes=product.hold_minutes) if product.requires_confirmation else None
-        try:
-            async with conn.transaction():
-                if ignore_booking:
-                    await store.move_reservation(conn, ignore_booking, choice.desk_id, interval.start, interval.end)
-                else:
-                    await store.insert_reservation(
-                        conn,
-                        booking_id,
-                        location_id,
-                        choice.desk_id,
-                        product_id,
-                        interval.start,
-                        interval.end,
-                        hold,
-                        language,
-                    )
-        except asyncpg.ExclusionViolationError:
-            # Another allocator (a rebalance) took it first: the constraint keeps the desk single.
-            log.warning("exclusion constraint refused a reservation", booking_id=booking_id)
-            return Rejection("slot-taken")
+        while True:
+            choice = free_desk(self.view, location_id, product_id, start, taken, now)
+            if isinstance(choice, Rejection):
+                return choice
+            assert product is not None
+            interval = Interval(start, start + duration)
+            hold = now + timedelta(minutes=product.hold_minutes) if product.requires_confirmation else None
+            try:
+                async with conn.transaction():
+                    if ignore_booking:
+                        await store.move_reservation(conn, ignore_booking, choice.desk_id, interval.start, interval.end)
+                    else:
+                        await store.insert_reservation(
+                            conn,
+                            booking_id,
+                            location_id,
+                            choice.desk_id,
+                            product_id,
+                            interval.start,
+                            interval.end,
+                            hold,
+                            language,
+                        )
+                break
+            except asyncpg.ExclusionViolationError:
+                # Another allocator (a rebalance) took this desk-time first: the constraint keeps the
+                # desk single. Try the next desk as if this one had been taken all along.
+                log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
+                taken = [*taken, Booked(choice.desk_id, interval)]
         return choice.desk_id, interval, hold
 
     async def alternatives(
         self, conn: asyncpg.Connection, location_id: str, product_id: str, start: datetime, now: datetime
     ) -> list[ev.Slot]:
-        """The nearest free starts at the same location, then at the other locations offering it."""
+        """The nearest free starts (before or after `start`, within `alternative_days`) at the same
+        location, then at the other locations offering the product.
+
+        Days are searched outwards from the requested one (the same day, then one day either side,
+        ...) and the search stops once the slots found are nearer than any on the next days."""
         found: list[ev.Slot] = []
         others = sorted(
             loc.location_id
@@ -160,23 +176,33 @@ class Allocator:
             if product_id in loc.products and loc.location_id != location_id
         )
         day = local_day(start)
+        span = self.policy.alternative_days
+        wanted = self.policy.alternatives
         for group in ([location_id], others):
             if not group:
                 continue
-            lo = local(day, "00:00") - timedelta(days=1)
-            hi = lo + timedelta(days=self.policy.alternative_days + 2)
+            lo = local(day - timedelta(days=span), "00:00")
+            hi = local(day + timedelta(days=span + 1), "00:00")
             taken = await store.taken_in_range(conn, group, lo, hi, now)
-            candidates: list[ev.Slot] = []
-            for loc in group:
-                for offset in range(self.policy.alternative_days):
-                    slots = free_starts(
-                        self.view, loc, product_id, day + timedelta(days=offset), taken.get(loc, []), now
+            candidates: list[tuple[float, str, ev.Slot]] = []
+            for ring in range(span):
+                days = [day] if ring == 0 else [day - timedelta(days=ring), day + timedelta(days=ring)]
+                for d in days:
+                    for loc in group:
+                        for s in free_starts(self.view, loc, product_id, d, taken.get(loc, []), now):
+                            distance = abs((s.start - start).total_seconds())
+                            candidates.append((distance, loc, ev.Slot(start=s.start, end=s.end, location_id=loc)))
+                if len(candidates) >= wanted:
+                    # Any slot of the next ring lies beyond these local midnights.
+                    nearest_next = min(
+                        (start - local(day - timedelta(days=ring), "00:00")).total_seconds(),
+                        (local(day + timedelta(days=ring + 1), "00:00") - start).total_seconds(),
                     )
-                    candidates += [ev.Slot(start=s.start, end=s.end, location_id=loc) for s in slots]
-                    if len(candidates) >= 50:
+                    candidates.sort(key=lambda c: (c[0], c[2].start, c[1]))
+                    if candidates[wanted - 1][0] <= nearest_next:
                         break
-            candidates.sort(key=lambda s: (abs((s.start - start).total_seconds()), s.location_id))
-            found += candidates[: self.policy.alternatives]
+            candidates.sort(key=lambda c: (c[0], c[2].start, c[1]))
+            found += [c[2] for c in candidates[:wanted]]
         return found
 
     async def on_confirmed(self, ctx: HandlerContext, delivery: Delivery) -> None:
@@ -219,6 +245,7 @@ class Allocator:
         assert isinstance(event, ev.RescheduleRequested)
         if not await store.record_decision(ctx.conn, f"reschedule:{event.request_id}", "decided"):
             return
+        await self.expire_due(ctx, event.location_id, event.requested_at)
         current = await store.reservation(ctx.conn, event.booking_id)
         if current is None:
             await emit(
@@ -238,7 +265,7 @@ class Allocator:
             current["desk_id"], current["location_id"], current["product_id"], current["start_at"], current["end_at"]
         )
         decision = await self.place(
-            ctx.conn,
+            ctx,
             event.booking_id,
             event.location_id,
             event.product_id,
@@ -266,6 +293,7 @@ class Allocator:
             )
             return
         desk_id, interval, _ = decision
+        moved_to = Interval(interval.start, interval.end)
         await emit(
             ctx,
             ev.RescheduleReserved(
@@ -281,33 +309,45 @@ class Allocator:
             event.location_id,
             delivery.envelope,
         )
-        await self.release(ctx, old, event.requested_at, "rescheduled", delivery.envelope)
+        # Only what the booking no longer covers is freed (a short move on one desk keeps part).
+        kept = moved_to if desk_id == old.desk_id else Interval(old.end, old.end)
+        for piece in subtract(Interval(old.start, old.end), kept):
+            freed = store.Freed(old.desk_id, old.location_id, old.product_id, piece.start, piece.end)
+            await self.release(ctx, freed, event.requested_at, "rescheduled", delivery.envelope)
+
+    async def expire_due(self, ctx: HandlerContext, location_id: str, now: datetime) -> int:
+        """Expire the location's holds that ran out by `now` (the deciding event's own time)."""
+        rows = await store.take_expired_holds(ctx.conn, now, location_id)
+        await self._expired(ctx, rows)
+        return len(rows)
 
     async def expire_holds(self, pool: asyncpg.Pool, now: datetime, grace: timedelta) -> int:
-        """Free every hold whose time ran out (plus a grace for a confirmation on its way)."""
+        """The timer: free every hold whose time ran out (plus a grace for a confirmation on its way)."""
         from loket_runtime.outbox import Outbox
 
         async with pool.acquire() as conn, conn.transaction():
             rows = await store.take_expired_holds(conn, now - grace)
-            ctx = HandlerContext(conn=conn, outbox=Outbox())
-            for row in rows:
-                freed = store.Freed(
-                    row["desk_id"], row["location_id"], row["product_id"], row["start_at"], row["end_at"]
-                )
-                await emit(
-                    ctx,
-                    ev.HoldExpired(
-                        booking_id=row["booking_id"],
-                        location_id=row["location_id"],
-                        desk_id=row["desk_id"],
-                        start=row["start_at"],
-                        end=row["end_at"],
-                    ),
-                    row["location_id"],
-                    None,
-                )
-                await self.release(ctx, freed, row["hold_expires_at"], "expired", None)
+            await self._expired(HandlerContext(conn=conn, outbox=Outbox()), rows)
+            # Held-back desk-times offered again long ago no longer matter to any decision.
+            await store.prune_held_back(conn, now - timedelta(hours=1))
         return len(rows)
+
+    async def _expired(self, ctx: HandlerContext, rows: list[asyncpg.Record]) -> None:
+        for row in rows:
+            freed = store.Freed(row["desk_id"], row["location_id"], row["product_id"], row["start_at"], row["end_at"])
+            await emit(
+                ctx,
+                ev.HoldExpired(
+                    booking_id=row["booking_id"],
+                    location_id=row["location_id"],
+                    desk_id=row["desk_id"],
+                    start=row["start_at"],
+                    end=row["end_at"],
+                ),
+                row["location_id"],
+                None,
+            )
+            await self.release(ctx, freed, row["hold_expires_at"], "expired", None)
 
 
 __all__ = ["Allocator", "AllocatorPolicy", "Booked"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from loket_contracts import events as ev
 from loket_runtime.catalogue import BRUSSELS, CatalogueView, Interval, local, local_day
@@ -31,6 +31,35 @@ class Booked:
 @dataclass(frozen=True)
 class Rejection:
     reason: ev.RejectionReason
+
+
+def on_grid(start: datetime, grid_minutes: int) -> bool:
+    """Start times lie on a grid of `grid_minutes` counted from local (Brussels) midnight."""
+    wall = start.astimezone(BRUSSELS)
+    return not (wall.second or wall.microsecond or (wall.hour * 60 + wall.minute) % grid_minutes)
+
+
+def first_on_grid(instant: datetime, grid_minutes: int) -> datetime:
+    """The first grid start at or after `instant` (the grid counts from local midnight)."""
+    wall = instant.astimezone(BRUSSELS)
+    minutes = wall.hour * 60 + wall.minute
+    extra = (-minutes) % grid_minutes
+    if wall.second or wall.microsecond:
+        extra = extra or grid_minutes
+        instant = instant - timedelta(seconds=wall.second, microseconds=wall.microsecond)
+    return instant + timedelta(minutes=extra)
+
+
+def subtract(whole: Interval, part: Interval) -> list[Interval]:
+    """What remains of `whole` once `part` is taken out (zero, one or two pieces)."""
+    if not whole.overlaps(part):
+        return [whole]
+    pieces = []
+    if whole.start < part.start:
+        pieces.append(Interval(whole.start, part.start))
+    if part.end < whole.end:
+        pieces.append(Interval(part.end, whole.end))
+    return pieces
 
 
 def window_ok(product: ev.ProductDefined, start: datetime, now: datetime) -> bool:
@@ -57,8 +86,7 @@ def free_desk(
         return Rejection("unknown-location")
     if product_id not in location.products:
         return Rejection("not-offered")
-    minutes_local = start.astimezone(BRUSSELS)
-    if (minutes_local.hour * 60 + minutes_local.minute) % location.slot_grid_minutes or minutes_local.second:
+    if not on_grid(start, location.slot_grid_minutes):
         return Rejection("off-grid")
     if not window_ok(product, start, now):
         return Rejection("outside-window")
@@ -92,23 +120,26 @@ def free_starts(
         return []
     if view.is_closed(location_id, day):
         return []
+    if day > local_day(now) + timedelta(days=product.max_days_ahead):
+        return []  # the window of `window_ok`, once per day: every start below lies on `day`
+    earliest = now + timedelta(hours=product.min_notice_hours)
     duration = timedelta(minutes=product.duration_minutes)
     grid = timedelta(minutes=location.slot_grid_minutes)
-    by_desk: dict[str, list[Interval]] = {}
+    # In UTC: arithmetic and comparisons of aware datetimes in one fixed zone are cheap.
+    by_desk: dict[str, list[tuple[datetime, datetime]]] = {}
     for booked in taken:
-        by_desk.setdefault(booked.desk_id, []).append(booked.interval)
+        by_desk.setdefault(booked.desk_id, []).append(
+            (booked.interval.start.astimezone(UTC), booked.interval.end.astimezone(UTC))
+        )
     starts: set[datetime] = set()
     for desk in sorted(view.desks_for(location_id, product_id), key=desk_preference):
-        busy = sorted(by_desk.get(desk.desk_id, []), key=lambda i: i.start)
+        busy = by_desk.get(desk.desk_id, [])
         for block in view.desk_hours(desk.desk_id, day):
-            cursor = block.start
-            while cursor + duration <= block.end:
-                wanted = Interval(cursor, cursor + duration)
-                if (
-                    cursor not in starts
-                    and window_ok(product, cursor, now)
-                    and not any(b.overlaps(wanted) for b in busy)
-                ):
+            cursor = first_on_grid(max(block.start, earliest), location.slot_grid_minutes).astimezone(UTC)
+            block_end = block.end.astimezone(UTC)
+            while cursor + duration <= block_end:
+                end = cursor + duration
+                if cursor not in starts and not any(b_start < end and cursor < b_end for b_start, b_end in busy):
                     starts.add(cursor)
                 cursor += grid
     return [Interval(s, s + duration) for s in sorted(starts)]
@@ -124,4 +155,6 @@ __all__ = [
     "free_starts",
     "local",
     "local_day",
+    "on_grid",
+    "subtract",
 ]

@@ -16,9 +16,11 @@ from sse_starlette.sse import EventSourceResponse
 from loket_calendar.adapters import store
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
 from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
+from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
-from loket_contracts.topics import BOOKINGS, CALENDAR
+from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.catalogue import catalogue_consumer, load_catalogue_view
 from loket_runtime.consumer import PartitionBatchConsumer
@@ -84,9 +86,20 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         lambda pool: PartitionBatchConsumer(
             pool=pool,
             bootstrap=settings.kafka_bootstrap,
-            group_id="calendar-agenda",
+            group_id=AGENDA_GROUP,
             topics=[BOOKINGS.name, CALENDAR.name],
-            handlers=agenda.handlers(),  # type: ignore[arg-type]
+            handlers=agenda.handlers(),
+            batch_size=settings.consumer_batch_size,
+            before_commit=agenda.before_commit,
+        )
+    )
+    runtime.add_consumer(
+        lambda pool: DeadLetterCollector(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id=DEAD_LETTER_GROUP,
+            topics=[DEAD_LETTERS.name],
+            handlers={},
             batch_size=settings.consumer_batch_size,
         )
     )
@@ -105,9 +118,12 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
 
     async def agenda_listener(rt: ServiceRuntime) -> None:
         conn = await rt.pool.acquire()
+        lost = asyncio.Event()
         try:
+            conn.add_termination_listener(lambda *_: lost.set())
             await conn.add_listener(AGENDA_CHANNEL, lambda *args: [q.put_nowait(args[3]) for q in listeners])
-            await asyncio.Event().wait()
+            await lost.wait()
+            raise ConnectionError("agenda listener lost its connection")  # the runtime restarts this task
         finally:
             await rt.pool.release(conn)
 
@@ -116,6 +132,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     runtime.add_task(agenda_listener)
     app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
     app.state.view = view
+    app.include_router(build_router(runtime))
 
     @app.get(
         "/api/v1/availability",
@@ -202,6 +219,8 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         request: Request,
         principal: Annotated[Principal, require_role("staff", "ops", "admin")],
     ) -> EventSourceResponse:
+        if location not in view.locations:
+            raise Problem(404, "Not found", f"No location {location!r}.")
         principal.require_location(location)
         queue: asyncio.Queue[str] = asyncio.Queue()
         listeners.add(queue)
@@ -210,12 +229,10 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             try:
                 yield {"event": "ready", "data": json.dumps({"location": location})}
                 while True:
-                    changed = await queue.get()
-                    if changed == location:
-                        yield {
-                            "event": "agenda-changed",
-                            "data": json.dumps({"location": location, "at": datetime.now(UTC).isoformat()}),
-                        }
+                    notice = json.loads(await queue.get())
+                    if notice.get("rebuilt") or notice.get("location") == location:
+                        notice |= {"location": location, "at": datetime.now(UTC).isoformat()}
+                        yield {"event": "agenda-changed", "data": json.dumps(notice)}
             finally:
                 listeners.discard(queue)
 

@@ -14,7 +14,7 @@ from loket_notifications.application.ports import DeliveryRow, NewDelivery
 from loket_notifications.domain.planning import BookingView
 from loket_runtime.outbox import Outbox
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn = Any  # an asyncpg.Connection inside the caller's transaction, or the pool for a statement on its own
 
 _ROW_COLUMNS = (
     "id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context, status, due_at,"
@@ -201,6 +201,39 @@ class PostgresStore:
     async def delivery(self, pool: Conn, dedupe_key: str) -> dict[str, Any] | None:
         row = await pool.fetchrow("SELECT * FROM deliveries WHERE dedupe_key = $1", dedupe_key)
         return dict(row) if row else None
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    async def backlog(self, pool: Conn, now: datetime, late: timedelta) -> tuple[int, int]:
+        """(open messages, open messages due more than `late` ago): the second should stay 0."""
+        row = await pool.fetchrow(
+            "SELECT count(*) AS open,"
+            " count(*) FILTER (WHERE next_attempt_at < $1::timestamptz - $2::interval) AS late"
+            " FROM deliveries WHERE status IN ('pending', 'sending')",
+            now,
+            late,
+        )
+        return int(row["open"]), int(row["late"])
+
+    async def forget(self, pool: Conn, now: datetime, retention: timedelta) -> int:
+        """Drop the rendered bytes (names, addresses) of messages finished longer than `retention` ago,
+        and waitlist subscriptions whose range is over; the delivery record itself stays."""
+        result: str = await pool.execute(
+            "UPDATE deliveries SET payload = NULL, recipient = NULL, context = context - 'email'"
+            " WHERE finished_at < $1::timestamptz - $2::interval AND (payload IS NOT NULL OR recipient IS NOT NULL)",
+            now,
+            retention,
+        )
+        await pool.execute(
+            "DELETE FROM waitlist w"
+            " WHERE (w.to_date < ($1::timestamptz - $2::interval)::date"
+            " OR w.unsubscribed_at < $1::timestamptz - $2::interval)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_id = w.id"
+            " AND d.status IN ('pending', 'sending'))",
+            now,
+            retention,
+        )
+        return int(result.split()[-1])
 
     # --- waitlist ------------------------------------------------------------------------
 

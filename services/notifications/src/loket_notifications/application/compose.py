@@ -135,6 +135,7 @@ class Composer:
         message = self.email(content, contact.email, mid)
         if kind in WITH_ICS and (kind is not Kind.CANCELLATION or ctx.get("had_ics", True)):
             self.attach_ics(message, kind, language, row, contact, product, location)
+        message["Content-Language"] = language  # after the parts: adding parts moves Content-* headers
         if kind is Kind.WAITLIST:
             _, one_click = self.unsubscribe_links(row.subscription_id or "")
             message["List-Unsubscribe"] = f"<{one_click}>"
@@ -160,7 +161,10 @@ class Composer:
         location: LocationInfo | None,
     ) -> Content:
         ctx = row.context
-        t = lambda key, **kw: text(language, key, **kw)  # noqa: E731
+
+        def t(key: str, **kw: object) -> str:
+            return text(language, key, **kw)
+
         start = _dt(ctx["start"])
         when = fmt.when(start, language)
         values = {
@@ -253,7 +257,6 @@ class Composer:
         message["To"] = recipient
         message["Date"] = format_datetime(self.clock())
         message["Message-ID"] = mid
-        message["Content-Language"] = content.language
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(_ENV.get_template("email.txt").render(m=content))
         message.add_alternative(_ENV.get_template("email.html").render(m=content), subtype="html")

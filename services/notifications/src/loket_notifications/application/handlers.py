@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from loket_contracts import events as ev
 from loket_notifications.application.ports import CatalogueReader, NewDelivery, Store
@@ -17,7 +18,7 @@ from loket_notifications.domain import formatting as fmt
 from loket_notifications.domain.keys import booking_key, notification_id, waitlist_key
 from loket_notifications.domain.kinds import Kind, channel_of
 from loket_notifications.domain.planning import ReminderPolicy, ReminderRule, decide, rules_from_config
-from loket_runtime.consumer import Delivery, HandlerContext
+from loket_runtime.consumer import Delivery, Handler, HandlerContext
 from loket_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,10 +49,8 @@ class Planner:
         self.catalogue = catalogue
         self.wake = wake
 
-    def handlers(self) -> dict[str, Callable[[HandlerContext, Delivery], object]]:
-        table: dict[str, Callable[[HandlerContext, Delivery], object]] = dict.fromkeys(
-            (e.TYPE for e in BOOKING_EVENTS), self.on_booking_event
-        )
+    def handlers(self) -> dict[str, Handler]:
+        table: dict[str, Handler] = dict.fromkeys((e.TYPE for e in BOOKING_EVENTS), self.on_booking_event)
         table[ev.SlotReleased.TYPE] = self.on_slot_released
         return table
 
@@ -67,10 +66,10 @@ class Planner:
         return ReminderPolicy(rules, self.settings.policy.grace, self.settings.policy.min_lead)
 
     async def on_booking_event(self, ctx: HandlerContext, delivery: Delivery) -> None:
-        event = delivery.event
-        booking_id: str = event.booking_id  # type: ignore[attr-defined]
+        event: Any = delivery.event  # one of BOOKING_EVENTS: each has booking, location, product, language
+        booking_id: str = event.booking_id
         known = await self.store.booking(ctx.conn, booking_id, lock=True)
-        product_id: str = event.product_id  # type: ignore[attr-defined]
+        product_id: str = event.product_id
         decision = decide(event, known, self.policy_for(product_id), delivery.envelope.time)
         if decision.state is not None:
             await self.store.save_booking(ctx.conn, decision.state)
@@ -92,14 +91,14 @@ class Planner:
                     kind=message.kind.value,
                     version=message.version,
                     channel=channel_of(message.kind),
-                    language=event.language,  # type: ignore[attr-defined]
-                    context={**message.context, "product_id": product_id, "location_id": event.location_id},  # type: ignore[attr-defined]
+                    language=event.language,
+                    context={**message.context, "product_id": product_id, "location_id": event.location_id},
                     due_at=message.due_at,
                     not_after=message.not_after,
                 )
             )
         added = await self.store.add_deliveries(ctx.conn, planned)
-        log.info("messages planned", booking_id=booking_id, event=event.TYPE, planned=added)
+        log.info("messages planned", booking_id=booking_id, cause=event.TYPE, planned=added)
         ctx.after_commit.append(self.wake)
 
     async def on_slot_released(self, ctx: HandlerContext, delivery: Delivery) -> None:

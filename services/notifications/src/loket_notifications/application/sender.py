@@ -106,21 +106,30 @@ class Sender:
         rows = await self.store.claim_due(
             self.pool, self.clock(), self.settings.batch_size, self.settings.lease, self.settings.instance_id
         )
+        # One booking's messages go out one after the other, in the order they were planned (a
+        # confirmation before the cancellation that followed it); different bookings in parallel.
+        by_booking: dict[str, list[DeliveryRow]] = {}
+        for row in sorted(rows, key=lambda r: r.due_at):
+            by_booking.setdefault(row.booking_id or row.id, []).append(row)
         if rows:
             async with asyncio.TaskGroup() as group:
-                for row in rows:
-                    group.create_task(self._guarded(row))
+                for chain in by_booking.values():
+                    group.create_task(self._in_order(chain))
         return len(rows)
 
-    async def _guarded(self, row: DeliveryRow) -> None:
+    async def _in_order(self, chain: list[DeliveryRow]) -> None:
         async with self._slots:
-            with bound(booking_id=row.booking_id, notification_id=row.id, kind=row.kind):
-                try:
-                    await self.process(row)
-                except Exception as exc:  # a bug or a database hiccup: count it as a failed attempt
-                    log.exception("delivery crashed")
-                    with contextlib.suppress(Exception):
-                        await self._retry_or_fail(row, f"internal error: {exc!r}")
+            for row in chain:
+                await self._guarded(row)
+
+    async def _guarded(self, row: DeliveryRow) -> None:
+        with bound(booking_id=row.booking_id, notification_id=row.id, kind=row.kind):
+            try:
+                await self.process(row)
+            except Exception as exc:  # a bug or a database hiccup: count it as a failed attempt
+                log.exception("delivery crashed")
+                with contextlib.suppress(Exception):
+                    await self._retry_or_fail(row, f"internal error: {exc!r}")
 
     async def process(self, row: DeliveryRow) -> None:
         now = self.clock()

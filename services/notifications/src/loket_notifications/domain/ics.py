@@ -65,4 +65,5 @@ def build_ics(
         attendee.params["rsvp"] = vText("FALSE")
         event.add("attendee", attendee)
     cal.add_component(event)
-    return cal.to_ical()
+    ics: bytes = cal.to_ical()
+    return ics

@@ -3,6 +3,7 @@ status (ops) and the waitlist API."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Response
+from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
 from loket_contracts.topics import BOOKINGS, CALENDAR
@@ -40,6 +42,7 @@ from loket_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 log = get_logger(__name__)
+BACKLOG = Gauge("loket_notifications_backlog", "Messages not sent yet: all open, and overdue by 5 minutes", ["state"])
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -83,6 +86,9 @@ class NotificationSettings(ServiceSettings):
     send_batch_size: int = 20
     send_concurrency: int = 8
     send_poll_seconds: float = 1.0
+    # housekeeping: rendered messages (names, addresses) are dropped this long after they finished
+    retention_days: float = 30
+    housekeeping_seconds: float = 30
     # waitlist
     waitlist_notify_count: int = 3
     waitlist_secret: str = "local-waitlist-secret"
@@ -155,23 +161,38 @@ def build_app(
     catalogue = catalogue or CatalogueClient(settings.catalogue_url, settings.catalogue_cache_seconds)
     contacts = contacts or BookingContacts(settings.booking_url, settings.internal_token)
     mail = mail or SmtpTransport(
-        settings.smtp_host, settings.smtp_port, settings.smtp_username, settings.smtp_password,
-        settings.smtp_starttls, settings.smtp_tls, settings.smtp_timeout_seconds,
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_username,
+        settings.smtp_password,
+        settings.smtp_starttls,
+        settings.smtp_tls,
+        settings.smtp_timeout_seconds,
     )
     sms = sms or HttpSmsGateway(settings.sms_url, settings.sms_token, settings.sms_sender)
     compose_settings = ComposeSettings(
-        public_base_url=settings.public_base_url.rstrip("/"), mail_from=settings.mail_from,
-        mail_from_name=settings.mail_from_name, message_domain=settings.message_domain,
+        public_base_url=settings.public_base_url.rstrip("/"),
+        mail_from=settings.mail_from,
+        mail_from_name=settings.mail_from_name,
+        message_domain=settings.message_domain,
         waitlist_secret=settings.waitlist_secret,
     )
     composer = Composer(catalogue, contacts, compose_settings, clock)
     sender = Sender(
-        pool=None, store=store, composer=composer, mail=mail, sms=sms, clock=clock, crash_point=crash_point,
+        pool=None,
+        store=store,
+        composer=composer,
+        mail=mail,
+        sms=sms,
+        clock=clock,
+        crash_point=crash_point,
         settings=SenderSettings(
             mail_from=settings.mail_from,
             retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
-            lease=timedelta(seconds=settings.send_lease_seconds), batch_size=settings.send_batch_size,
-            concurrency=settings.send_concurrency, poll_seconds=settings.send_poll_seconds,
+            lease=timedelta(seconds=settings.send_lease_seconds),
+            batch_size=settings.send_batch_size,
+            concurrency=settings.send_concurrency,
+            poll_seconds=settings.send_poll_seconds,
             instance_id=settings.instance_id,
         ),
     )
@@ -185,23 +206,47 @@ def build_app(
         catalogue,
         sender.wake,
     )
-    runtime.add_consumer(lambda pool: PartitionBatchConsumer(
-        pool=pool, bootstrap=settings.kafka_bootstrap, group_id=settings.consumer_group,
-        topics=[BOOKINGS.name, CALENDAR.name], handlers=planner.handlers(),  # type: ignore[arg-type]
-        batch_size=settings.consumer_batch_size, client_id=f"{settings.consumer_group}-{settings.instance_id}"))
+    runtime.add_consumer(
+        lambda pool: PartitionBatchConsumer(
+            pool=pool,
+            bootstrap=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            topics=[BOOKINGS.name, CALENDAR.name],
+            handlers=planner.handlers(),
+            batch_size=settings.consumer_batch_size,
+            client_id=f"{settings.consumer_group}-{settings.instance_id}",
+        )
+    )
 
     async def send_loop(rt: ServiceRuntime) -> None:
         sender.pool = rt.pool
         await sender.run()
 
+    async def housekeeping(rt: ServiceRuntime) -> None:
+        while True:
+            now = clock()
+            open_count, late_count = await store.backlog(rt.pool, now, timedelta(minutes=5))
+            BACKLOG.labels("open").set(open_count)
+            BACKLOG.labels("late").set(late_count)
+            if late_count:
+                log.warning("messages overdue by more than 5 minutes", count=late_count)
+            forgotten = await store.forget(rt.pool, now, timedelta(days=settings.retention_days))
+            if forgotten:
+                log.info("old message contents dropped", count=forgotten)
+            await asyncio.sleep(settings.housekeeping_seconds)
+
     runtime.add_task(send_loop)
+    runtime.add_task(housekeeping)
     app = create_app(runtime, "Loket notifications", openapi_url="/openapi.json")
     app.state.sender = sender
     app.state.store = store
     app.state.settings = settings
 
-    @app.get("/api/v1/ops/notifications", tags=["operations"],
-             summary="Every message planned for a booking: kind, channel, status, attempts, when sent")
+    @app.get(
+        "/api/v1/ops/notifications",
+        tags=["operations"],
+        summary="Every message planned for a booking: kind, channel, status, attempts, when sent",
+    )
     async def list_notifications(
         principal: Annotated[Principal, require_role("ops")],
         booking: Annotated[str, Query(min_length=1, max_length=200)],
@@ -211,19 +256,33 @@ def build_app(
             "booking": booking,
             "notifications": [
                 {
-                    "id": str(r["id"]), "kind": r["kind"], "channel": r["channel"], "version": r["version"],
-                    "status": r["status"], "attempts": r["attempts"], "recipient": _mask(r["recipient"]),
-                    "message_id": r["message_id"], "created_at": _iso(r["created_at"]), "due_at": _iso(r["due_at"]),
+                    "id": str(r["id"]),
+                    "kind": r["kind"],
+                    "channel": r["channel"],
+                    "version": r["version"],
+                    "status": r["status"],
+                    "attempts": r["attempts"],
+                    "recipient": _mask(r["recipient"]),
+                    "message_id": r["message_id"],
+                    "created_at": _iso(r["created_at"]),
+                    "due_at": _iso(r["due_at"]),
                     "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
-                    "sent_at": _iso(r["sent_at"]), "finished_at": _iso(r["finished_at"]), "error": r["last_error"],
+                    "sent_at": _iso(r["sent_at"]),
+                    "finished_at": _iso(r["finished_at"]),
+                    "error": r["last_error"],
                 }
                 for r in rows
             ],
         }
 
-    @app.post("/api/v1/waitlist", status_code=201, tags=["waitlist"], response_model=WaitlistOut,
-              response_model_by_alias=True,
-              summary="Be told by e-mail when a time frees up for a product (at a location, or any) in a date range")
+    @app.post(
+        "/api/v1/waitlist",
+        status_code=201,
+        tags=["waitlist"],
+        response_model=WaitlistOut,
+        response_model_by_alias=True,
+        summary="Be told by e-mail when a time frees up for a product (at a location, or any) in a date range",
+    )
     async def subscribe(body: WaitlistIn, response: Response) -> WaitlistOut:
         today = local_date(clock())
         if body.to < body.from_:
@@ -246,14 +305,22 @@ def build_app(
         if checked and body.location and location is None:
             raise field_problem("location", f"unknown location {body.location!r}")
         subscription_id = str(uuid.uuid4())
-        await store.subscribe(runtime.pool, subscription_id, body.product, body.location, body.from_, body.to,
-                              body.email, body.language)
+        await store.subscribe(
+            runtime.pool, subscription_id, body.product, body.location, body.from_, body.to, body.email, body.language
+        )
         token = waitlist_token(settings.waitlist_secret, subscription_id)
         unsubscribe = f"/api/v1/waitlist/{subscription_id}?token={token}"
         response.headers["Location"] = f"/api/v1/waitlist/{subscription_id}"
-        return WaitlistOut(id=subscription_id, product=body.product, location=body.location, from_=body.from_,
-                           to=body.to, language=body.language, unsubscribe_token=token,
-                           links={"unsubscribe": unsubscribe})
+        return WaitlistOut(
+            id=subscription_id,
+            product=body.product,
+            location=body.location,
+            from_=body.from_,
+            to=body.to,
+            language=body.language,
+            unsubscribe_token=token,
+            links={"unsubscribe": unsubscribe},
+        )
 
     async def _unsubscribe(subscription_id: str, token: str) -> Response:
         try:
@@ -266,13 +333,21 @@ def build_app(
             raise Problem(404, "Not found", "No such waitlist subscription.")
         return Response(status_code=204)
 
-    @app.delete("/api/v1/waitlist/{subscription_id}", status_code=204, tags=["waitlist"],
-                summary="Unsubscribe (the token came with the subscription and in every e-mail)")
+    @app.delete(
+        "/api/v1/waitlist/{subscription_id}",
+        status_code=204,
+        tags=["waitlist"],
+        summary="Unsubscribe (the token came with the subscription and in every e-mail)",
+    )
     async def unsubscribe(subscription_id: str, token: Annotated[str, Query()]) -> Response:
         return await _unsubscribe(subscription_id, token)
 
-    @app.post("/api/v1/waitlist/{subscription_id}/unsubscribe", status_code=204, tags=["waitlist"],
-              summary="One-click unsubscribe (RFC 8058 List-Unsubscribe-Post)")
+    @app.post(
+        "/api/v1/waitlist/{subscription_id}/unsubscribe",
+        status_code=204,
+        tags=["waitlist"],
+        summary="One-click unsubscribe (RFC 8058 List-Unsubscribe-Post)",
+    )
     async def unsubscribe_one_click(subscription_id: str, token: Annotated[str, Query()]) -> Response:
         return await _unsubscribe(subscription_id, token)
 
