@@ -1,0 +1,145 @@
+"""Kafka as the operations API sees it: consumer groups and their lag, and reading topics directly.
+
+Reading uses a consumer without a group (`assign`, never `subscribe`): it commits nothing and
+disturbs no consumer group. A read stops at the end offsets captured when it began, so it
+terminates while producers keep writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+
+Record = ConsumerRecord[Any, Any]
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+    lag: int
+
+
+def _consumer(bootstrap: str, batch: int = 5000) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=batch,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=20,
+    )
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    # `consumer.topics()` fetches the metadata but keeps it to itself: ask the client for it.
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topics)
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+    finally:
+        await consumer.stop()
+
+
+async def read(
+    bootstrap: str,
+    stop_at: dict[TopicPartition, int],
+    start_at: dict[TopicPartition, int] | None = None,
+) -> AsyncIterator[list[Record]]:
+    """Yield batches of records of each partition from `start_at` (default: its beginning) up to,
+    not including, `stop_at`."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = [tp for tp, end in stop_at.items() if end > (start_at or {}).get(tp, 0)]
+        if not tps:
+            return
+        beginning = await consumer.beginning_offsets(tps)
+        consumer.assign(tps)
+        pending = set()
+        for tp in tps:
+            first = max((start_at or {}).get(tp, 0), beginning[tp])
+            if first < stop_at[tp]:
+                consumer.seek(tp, first)
+                pending.add(tp)
+        consumer.pause(*(set(tps) - pending))
+        while pending:
+            fetched = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in fetched.items():
+                inside = [r for r in records if r.offset < stop_at[tp]]
+                if inside:
+                    yield inside
+            for tp in list(pending):
+                if await consumer.position(tp) >= stop_at[tp]:
+                    pending.discard(tp)
+                    consumer.pause(tp)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(consumer.stop())
+
+
+async def consumer_groups(bootstrap: str) -> list[dict[str, Any]]:
+    """Every consumer group of the cluster with, per partition it committed, its offset, the end and the lag."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="loket-calendar-ops")
+    await admin.start()
+    try:
+        names = sorted({str(g[0]) for g in await admin.list_consumer_groups()})
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for name in names:
+            offsets = await admin.list_consumer_group_offsets(name)
+            committed[name] = {tp: meta.offset for tp, meta in offsets.items()}
+        described = await _describe(admin, names)
+    finally:
+        await admin.close()
+    topics = {tp.topic for offsets in committed.values() for tp in offsets}
+    ends = await end_offsets(bootstrap, sorted(topics)) if topics else {}
+    groups = []
+    for name in names:
+        partitions = []
+        for tp in sorted(committed[name], key=lambda tp: (tp.topic, tp.partition)):
+            end = ends.get(tp, 0)
+            offset = committed[name][tp]
+            position = offset if offset >= 0 else None
+            partitions.append(PartitionLag(tp.topic, tp.partition, position, end, max(end - (position or 0), 0)))
+        groups.append(
+            {
+                "group": name,
+                **described.get(name, {"state": None, "members": None}),
+                "lag": sum(p.lag for p in partitions),
+                "partitions": [p.__dict__ for p in partitions],
+            }
+        )
+    return groups
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, Any]]:
+    """State and member count of each group (best effort: the raw DescribeGroups responses)."""
+    result: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            responses = await admin.describe_consumer_groups([name])
+        except Exception:
+            continue
+        for response in responses:
+            for group in getattr(response, "groups", []):
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                if len(group) >= 6 and group[1] == name:
+                    result[name] = {"state": group[2], "members": len(group[5])}
+    return result

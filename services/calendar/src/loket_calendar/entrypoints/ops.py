@@ -1,0 +1,96 @@
+"""The operations API (role `ops`): consumer lag, dead letters and replay, projection rebuilds,
+and the events of one booking across the topics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from loket_calendar.adapters import kafka_ops
+from loket_calendar.application import ops
+from loket_runtime.auth import Principal, require_role
+from loket_runtime.problems import Problem, field_problem
+from loket_runtime.service import ServiceRuntime
+
+OpsPrincipal = Annotated[Principal, require_role("ops")]
+PROJECTIONS = ("agenda",)
+
+
+def build_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/ops", tags=["operations"])
+    rebuilding = asyncio.Lock()
+
+    @router.get("/consumers", summary="Every consumer group of the cluster: committed offset, end and lag")
+    async def consumers(_: OpsPrincipal) -> dict[str, Any]:
+        groups = await kafka_ops.consumer_groups(runtime.settings.kafka_bootstrap)
+        return {"groups": groups, "total_lag": sum(g["lag"] for g in groups)}
+
+    @router.get("/dead-letters", summary="Records a consumer could not handle, newest first")
+    async def dead_letters(
+        _: OpsPrincipal,
+        replayed: bool | None = None,
+        group: str | None = None,
+        topic: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        letters = await ops.list_dead_letters(runtime.pool, replayed=replayed, group=group, topic=topic, limit=limit)
+        return {"dead_letters": letters}
+
+    @router.get("/dead-letters/{letter_id}", summary="One dead letter with its headers and body")
+    async def dead_letter(letter_id: int, _: OpsPrincipal) -> dict[str, Any]:
+        try:
+            return await ops.get_dead_letter(runtime.pool, letter_id)
+        except ops.NotFound as exc:
+            raise Problem(404, "Not found", f"No dead letter {letter_id}.") from exc
+
+    @router.post(
+        "/dead-letters/{letter_id}/replay",
+        status_code=202,
+        summary="Republish the original record to its original topic (through the outbox)",
+    )
+    async def replay(letter_id: int, _: OpsPrincipal, force: bool = False) -> dict[str, Any]:
+        try:
+            return await ops.replay(runtime.pool, letter_id, force)
+        except ops.NotFound as exc:
+            raise Problem(404, "Not found", f"No replayable dead letter {letter_id}.") from exc
+        except ops.AlreadyReplayed as exc:
+            raise Problem(
+                409,
+                "Already replayed",
+                f"Dead letter {letter_id} was replayed at {exc.args[0]}; add ?force=true to replay it again.",
+                "already-replayed",
+            ) from exc
+
+    @router.post(
+        "/projections/{name}/rebuild",
+        summary="Rebuild a projection from offset zero (or, with ?verify=true, only compare a rebuild "
+        "with the incremental projection and keep the latter)",
+    )
+    async def rebuild(name: str, _: OpsPrincipal, verify: bool = False) -> JSONResponse:
+        if name not in PROJECTIONS:
+            raise Problem(404, "Not found", f"No projection {name!r}; there is {', '.join(PROJECTIONS)}.")
+        if rebuilding.locked():
+            raise Problem(409, "Busy", "A rebuild is running already.", "rebuild-running")
+        async with rebuilding:
+            report = await ops.rebuild_agenda(runtime.pool, runtime.settings.kafka_bootstrap, verify_only=verify)
+        return JSONResponse(report)
+
+    @router.get("/events", summary="The events of one booking or one correlation id across the topics, in time order")
+    async def events(
+        _: OpsPrincipal,
+        booking: str | None = None,
+        correlation: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> dict[str, Any]:
+        if not booking and not correlation:
+            raise field_problem("booking", "give ?booking=ID or ?correlation=ID")
+        location = None
+        if booking and not correlation:
+            location = await runtime.pool.fetchval("SELECT location_id FROM agenda WHERE booking_id = $1", booking)
+        found = await ops.events_of(runtime.settings.kafka_bootstrap, booking, correlation, limit, location)
+        return {"booking": booking, "correlation": correlation, "events": found}
+
+    return router
