@@ -321,7 +321,7 @@ class PartitionBatchConsumer:
             *headers,
             *[
                 ("dlq_group", self.group_id.encode()),
-            ("dlq_key", (key or "").encode()),
+                ("dlq_key", (key or "").encode()),
                 ("dlq_topic", topic.encode()),
                 ("dlq_partition", str(partition).encode()),
                 ("dlq_offset", str(offset).encode()),
