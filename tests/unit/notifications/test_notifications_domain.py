@@ -136,7 +136,7 @@ def test_cancellation_by_staff_voids_reminders_and_texts() -> None:
     )
     decision = decide(cancelled, view(sequence=2), POLICY, NOW)
     assert kinds(decision) == ["cancellation", "cancellation-sms"]
-    assert decision.void_reminders_below == 3
+    assert decision.void_below == 3 and Kind.PLEASE_CONFIRM in decision.void_kinds
     assert decision.messages[0].version == 2
     assert decision.messages[0].context["ics_sequence"] == 3
     assert decision.messages[0].context["cancelled_by"] == "staff"
@@ -174,7 +174,7 @@ def test_reschedule_raises_version_and_replans_reminders() -> None:
     decision = decide(moved, view(), POLICY, NOW)
     assert kinds(decision) == ["rescheduled", "reminder", "reminder-sms"]
     assert {m.version for m in decision.messages} == {1}
-    assert decision.void_reminders_below == 1
+    assert decision.void_below == 1 and Kind.REMINDER in decision.void_kinds
     assert decision.state is not None and decision.state.sequence == 1 and decision.state.start == new_start
 
 

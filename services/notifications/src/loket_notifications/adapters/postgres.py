@@ -85,14 +85,15 @@ class PostgresStore:
             view.sequence,
         )
 
-    async def void_reminders(self, conn: Conn, booking_id: str, below_version: int, reason: str) -> int:
+    async def void_pending(self, conn: Conn, booking_id: str, below_version: int, kinds: list[str], reason: str) -> int:
+        """Cancel the booking's messages of these kinds that are not being sent yet."""
         result: str = await conn.execute(
-            "UPDATE deliveries SET status = 'cancelled', last_error = $3, finished_at = now(), updated_at = now()"
-            " WHERE booking_id = $1 AND version < $2 AND kind IN ('reminder', 'reminder-sms')"
-            " AND status = 'pending'",
+            "UPDATE deliveries SET status = 'cancelled', last_error = $4, finished_at = now(), updated_at = now()"
+            " WHERE booking_id = $1 AND version < $2 AND kind = ANY($3::text[]) AND status = 'pending'",
             booking_id,
             below_version,
-            reason,
+            kinds,
+            f"void: booking {reason}",
         )
         return int(result.split()[-1])
 
@@ -138,6 +139,14 @@ class PostgresStore:
             claimer,
         )
         return [_row(r) for r in rows]
+
+    async def release(self, pool: Conn, delivery_ids: list[str]) -> None:
+        """Undo claims that were never acted on (the attempt did not happen)."""
+        await pool.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL, updated_at = now()"
+            " WHERE id = ANY($1::uuid[]) AND status = 'sending'",
+            [uuid.UUID(i) for i in delivery_ids],
+        )
 
     async def save_rendered(
         self, pool: Conn, delivery_id: str, recipient: str, subject: str, message_id: str | None, payload: bytes
@@ -275,6 +284,14 @@ class PostgresStore:
                 uuid.UUID(subscription_id),
             )
         return True
+
+    async def active_subscriptions(self, pool: Conn, email: str) -> int:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM waitlist WHERE lower(email) = lower($1) AND unsubscribed_at IS NULL"
+            " AND to_date >= current_date",
+            email,
+        )
+        return count
 
     async def subscription_active(self, pool: Conn, subscription_id: str) -> bool:
         value = await pool.fetchval(

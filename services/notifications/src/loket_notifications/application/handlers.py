@@ -73,12 +73,12 @@ class Planner:
         decision = decide(event, known, self.policy_for(product_id), delivery.envelope.time)
         if decision.state is not None:
             await self.store.save_booking(ctx.conn, decision.state)
-        if decision.void_reminders_below is not None:
-            voided = await self.store.void_reminders(
-                ctx.conn, booking_id, decision.void_reminders_below, f"booking {event.TYPE}"
+        if decision.void_below is not None:
+            voided = await self.store.void_pending(
+                ctx.conn, booking_id, decision.void_below, [k.value for k in decision.void_kinds], f"{event.TYPE}"
             )
             if voided:
-                log.info("reminders cancelled", booking_id=booking_id, count=voided, cause=event.TYPE)
+                log.info("pending messages cancelled", booking_id=booking_id, count=voided, cause=event.TYPE)
         planned = []
         for message in decision.messages:
             key = booking_key(booking_id, message.kind.value, message.version)

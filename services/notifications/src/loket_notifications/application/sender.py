@@ -111,15 +111,27 @@ class Sender:
         by_booking: dict[str, list[DeliveryRow]] = {}
         for row in sorted(rows, key=lambda r: r.due_at):
             by_booking.setdefault(row.booking_id or row.id, []).append(row)
-        if rows:
-            async with asyncio.TaskGroup() as group:
-                for chain in by_booking.values():
-                    group.create_task(self._in_order(chain))
+        started: set[str] = set()
+        try:
+            if rows:
+                async with asyncio.TaskGroup() as group:
+                    for chain in by_booking.values():
+                        group.create_task(self._in_order(chain, started))
+        except asyncio.CancelledError:
+            # Shutting down: hand back what was claimed but not begun, so another instance (or our
+            # successor) takes it now rather than when the lease runs out. Begun ones keep their lease:
+            # whether the server accepted them is unknown.
+            untouched = [row.id for row in rows if row.id not in started]
+            if untouched:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.release(self.pool, untouched))
+            raise
         return len(rows)
 
-    async def _in_order(self, chain: list[DeliveryRow]) -> None:
+    async def _in_order(self, chain: list[DeliveryRow], started: set[str]) -> None:
         async with self._slots:
             for row in chain:
+                started.add(row.id)
                 await self._guarded(row)
 
     async def _guarded(self, row: DeliveryRow) -> None:

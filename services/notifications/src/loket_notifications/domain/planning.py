@@ -1,7 +1,8 @@
 """Which messages a booking event triggers, and when reminders are due.
 
 `decide` takes one booking event and what we knew of the booking before, and returns what we
-know after, the messages to send, and whether pending reminders of older versions are void
+know after, the messages to send, and which messages not sent yet are void (those of a time the
+booking no longer has: a reminder of a cancelled booking, a please-confirm of an expired hold)
 (the booking was cancelled, expired or moved). It is pure: replaying events gives the same plan.
 """
 
@@ -74,7 +75,14 @@ class Planned:
 class Decision:
     state: BookingView | None
     messages: list[Planned]
-    void_reminders_below: int | None = None  # cancel pending reminders with a version below this
+    void_below: int | None = None  # cancel pending messages of `void_kinds` with a version below this
+    void_kinds: tuple[Kind, ...] = ()
+
+
+# Not sent yet when the booking was cancelled or expired: no longer true, so not sent at all.
+VOID_ON_END = (Kind.PLEASE_CONFIRM, Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.REMINDER, Kind.REMINDER_SMS)
+# Not sent yet when the booking moved: about the old time (the new notice says it all).
+VOID_ON_MOVE = (Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.REMINDER, Kind.REMINDER_SMS)
 
 
 def reminders(view: BookingView, policy: ReminderPolicy, decided_at: datetime) -> list[Planned]:
@@ -147,7 +155,7 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
         if event.cancelled_by != "resident" and view.start > decided_at:
             # the resident did not do it themselves: worth a text, as long as the appointment is ahead
             messages.append(Planned(Kind.CANCELLATION_SMS, view.sequence, decided_at, view.start, context))
-        return Decision(view, messages, void_reminders_below=view.sequence + 1)
+        return Decision(view, messages, void_below=view.sequence + 1, void_kinds=VOID_ON_END)
 
     if isinstance(event, ev.BookingRescheduled):
         base = known or _view(event, "confirmed", None, event.end)
@@ -163,14 +171,17 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
         )
         context = {**_when(view), "old_start": event.old_start.isoformat()}
         notice = Planned(Kind.RESCHEDULED, view.sequence, decided_at, view.start, context)
-        return Decision(view, [notice, *reminders(view, policy, decided_at)], void_reminders_below=view.sequence)
+        return Decision(
+            view, [notice, *reminders(view, policy, decided_at)], void_below=view.sequence, void_kinds=VOID_ON_MOVE
+        )
 
     if isinstance(event, ev.BookingExpired):
         view = _view(event, "expired", known, known.end if known else None)
         return Decision(
             view,
             [Planned(Kind.EXPIRED, view.sequence, decided_at, None, _when(view))],
-            void_reminders_below=view.sequence + 1,
+            void_below=view.sequence + 1,
+            void_kinds=VOID_ON_END,
         )
 
     return Decision(known, [])

@@ -93,6 +93,7 @@ class NotificationSettings(ServiceSettings):
     waitlist_notify_count: int = 3
     waitlist_secret: str = "local-waitlist-secret"
     waitlist_max_days: int = 92
+    waitlist_max_per_email: int = 10
 
 
 class WaitlistIn(BaseModel):
@@ -284,6 +285,7 @@ def build_app(
         summary="Be told by e-mail when a time frees up for a product (at a location, or any) in a date range",
     )
     async def subscribe(body: WaitlistIn, response: Response) -> WaitlistOut:
+        body.location = body.location or None  # "" from a form means any location
         today = local_date(clock())
         if body.to < body.from_:
             raise field_problem("to", "must not be before from")
@@ -304,6 +306,8 @@ def build_app(
             raise field_problem("product", f"unknown product {body.product!r}")
         if checked and body.location and location is None:
             raise field_problem("location", f"unknown location {body.location!r}")
+        if await store.active_subscriptions(runtime.pool, body.email) >= settings.waitlist_max_per_email:
+            raise field_problem("email", "too many waitlist subscriptions for this address; unsubscribe from one first")
         subscription_id = str(uuid.uuid4())
         await store.subscribe(
             runtime.pool, subscription_id, body.product, body.location, body.from_, body.to, body.email, body.language
