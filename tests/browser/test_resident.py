@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from playwright.sync_api import expect
@@ -11,6 +13,8 @@ from playwright.sync_api import expect
 from tests.browser.conftest import Pages, assert_accessible, shot
 from tests.conftest import RunningStack
 from tests.e2e.helpers import booking_body, free_slots, next_weekday
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 def choose_first_free_time(page: Any) -> str:
@@ -185,3 +189,105 @@ def test_a_held_booking_is_confirmed_from_the_e_mail_link(pages: Pages, live: Ru
     page.get_by_role("button", name="Confirm appointment").click()
     expect(page.locator("#booking-status")).to_have_text("confirmed")
     expect(page.locator("#manage-status")).to_have_text("Your appointment is confirmed.")
+
+
+def free_days(live: RunningStack, product: str, location: str, days: int = 21) -> dict[str, int]:
+    """The Brussels days with free times in the next `days` days, and how many each has."""
+    today = date.today()
+    r = httpx.get(
+        f"{live.base_url}/api/v1/availability",
+        params={
+            "product": product,
+            "location": location,
+            "from": today.isoformat(),
+            "to": (today + timedelta(days=days)).isoformat(),
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    counts: dict[str, int] = {}
+    for slot in r.json()["slots"]:
+        day = datetime.fromisoformat(slot["start"]).astimezone(BRUSSELS).date().isoformat()
+        counts[day] = counts.get(day, 0) + 1
+    return counts
+
+
+def test_an_e_mail_link_preselects_the_product_the_location_and_the_day(pages: Pages, live: RunningStack) -> None:
+    counts = free_days(live, "residence-card", "migration-counter")
+    assert len(counts) >= 3, counts
+    day = sorted(counts)[2]  # not the first day, which the page would show anyway
+
+    page = pages.new()
+    page.goto(f"/?product=residence-card&location=migration-counter&date={day}")
+    expect(page.get_by_role("radio", name=re.compile(r"^Verblijfskaart \(vernieuwing"))).to_be_checked()
+    expect(page.get_by_role("radio", name=re.compile(r"^Loket Migratie"))).to_be_checked()
+    expect(page.get_by_label("Dag", exact=True)).to_have_value(day)
+    times = page.locator("#times-fieldset input[type=radio]")
+    expect(times).to_have_count(counts[day])
+    expect(page.locator("#link-notice")).to_be_empty()
+    shot(page, "resident-11-link-preselected")
+    assert_accessible(page, "resident-11-link-preselected")
+
+    # One click away: the time; then the details and the booking as usual.
+    times.first.check()
+    start = str(times.first.get_attribute("value"))
+    expect(page.locator("#choice-summary")).to_contain_text("Verblijfskaart")
+    page.get_by_label("Voornaam").fill("Fatima")
+    page.get_by_label("Achternaam").fill("Benali")
+    page.get_by_label("E-mailadres").fill("fatima.benali@example.org")
+    page.get_by_role("button", name="Afspraak bevestigen").click()
+    expect(page.locator("#decision-card")).to_have_attribute("data-status", "confirmed")
+    answer = page.evaluate("window.__lastBooking")
+    assert answer["start"] == start and answer["location"] == "migration-counter"
+    assert datetime.fromisoformat(start).astimezone(BRUSSELS).date().isoformat() == day
+
+    # The language switch keeps the preselection of a link (and does not apply it again).
+    other = pages.new()
+    other.goto(f"/?product=residence-card&location=migration-counter&date={day}")
+    expect(other.get_by_label("Dag", exact=True)).to_have_value(day)
+    other.get_by_label("Dag", exact=True).select_option(sorted(counts)[1])
+    other.get_by_label("Taal").select_option("fr")
+    expect(other.get_by_role("radio", name=re.compile(r"^Carte de séjour"))).to_be_checked()
+    expect(other.get_by_label("Jour", exact=True)).to_have_value(sorted(counts)[1])
+
+
+def test_an_e_mail_link_with_unknown_values_falls_back_with_a_message(pages: Pages, live: RunningStack) -> None:
+    day = sorted(free_days(live, "residence-card", "migration-counter"))[0]
+
+    # An unknown product: a message, and the normal start.
+    page = pages.new()
+    page.goto(f"/?product=no-such-product&location=migration-counter&date={day}")
+    notice = page.locator("#link-notice")
+    expect(notice).to_contain_text("De dienst uit uw link bestaat niet (meer).")
+    expect(page.locator("input[name=product]:checked")).to_have_count(0)
+    expect(page.locator("input[name=location]")).to_have_count(0)
+    shot(page, "resident-12-link-unknown-product")
+    assert_accessible(page, "resident-12-link-unknown-product")
+    page.get_by_role("radio", name=re.compile(r"^Verblijfskaart \(vernieuwing")).check()
+    page.get_by_role("radio", name=re.compile(r"^Loket Migratie")).check()
+    expect(page.locator("#times-fieldset input[type=radio]").first).to_be_visible()
+    expect(notice).to_be_empty()  # the resident's own choice: the note has served
+
+    # A known product at an unknown location (in English): the product is chosen, the location is not.
+    page = pages.new()
+    page.goto(f"/?product=residence-card&location=atlantis&date={day}&lang=en")
+    expect(page.locator("#link-notice")).to_contain_text("The location in your link does not (or no longer) offer")
+    expect(page.get_by_role("radio", name=re.compile(r"^Residence card"))).to_be_checked()
+    expect(page.locator("input[name=location]").first).to_be_visible()
+    expect(page.locator("input[name=location]:checked")).to_have_count(0)
+    assert_accessible(page, "resident-13-link-unknown-location")
+
+    # A day without free times (in the past), and a date that is no date (in French).
+    first = sorted(free_days(live, "residence-card", "migration-counter"))[0]
+    page = pages.new()
+    page.goto("/?product=residence-card&location=migration-counter&date=2020-01-06")
+    expect(page.locator("#link-notice")).to_contain_text("Op maandag 6 januari is er geen vrij uur meer.")
+    expect(page.get_by_role("radio", name=re.compile(r"^Loket Migratie"))).to_be_checked()
+    expect(page.get_by_label("Dag", exact=True)).to_have_value(first)
+    shot(page, "resident-14-link-day-full")
+    assert_accessible(page, "resident-14-link-day-full")
+
+    page = pages.new()
+    page.goto("/?product=residence-card&location=migration-counter&date=2026-02-30&lang=fr")
+    expect(page.locator("#link-notice")).to_contain_text("La date de votre lien n'est pas valable.")
+    expect(page.get_by_label("Jour", exact=True)).to_have_value(first)

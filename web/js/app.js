@@ -1,9 +1,11 @@
-// Client-side router: / (book), /manage/{id}?token=..., /staff, /ops. The gateway serves
-// index.html for every unknown path, so each of these URLs can be opened directly.
+// Client-side router: / (book; ?product=&location=&date= from the e-mails preselect), /manage/{id}?token=...,
+// /waitlist/unsubscribe?id=...&token=..., /staff, /ops. The gateway serves index.html for every
+// unknown path, so each of these URLs can be opened directly.
 
 import { lang, setLang, t } from "./i18n.js";
 import { renderBooking } from "./resident.js";
 import { renderManage } from "./manage.js";
+import { renderWaitlistUnsubscribe } from "./waitlist.js";
 import { renderStaff } from "./staff.js";
 import { renderOps } from "./ops.js";
 
@@ -12,6 +14,7 @@ let cleanup = null;
 
 const routes = [
   { match: /^\/manage\/([^/]+)\/?$/, render: renderManage, nav: "book", title: "manage.title" },
+  { match: /^\/waitlist\/unsubscribe\/?$/, render: renderWaitlistUnsubscribe, nav: "book", title: "waitlist.title" },
   { match: /^\/staff\/?$/, render: renderStaff, nav: "staff", title: "staff.title" },
   { match: /^\/ops\/?$/, render: renderOps, nav: "ops", title: "ops.title" },
   { match: /^\/(book\/?)?$/, render: renderBooking, nav: "book", title: "book.title" },

@@ -1,4 +1,6 @@
 // Residents: choose a product, a location, a day and a time; fill in details; get the decision.
+// The e-mails (rejection alternatives, waitlist notices) link to /?product=&location=&date=YYYY-MM-DD:
+// those choices are made on load, so the resident only has to pick a time.
 
 import { api, ApiError, getLocations, getProducts } from "./api.js";
 import { h, clear } from "./dom.js";
@@ -14,7 +16,29 @@ const state = {
   locations: [],
   details: {},
   result: null,
+  linkNotes: [], // what could not be taken over from the e-mail link: [{key, day}]
 };
+
+// The query string of the e-mail link last applied: a re-render (language switch) keeps the state.
+let appliedLink = null;
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** The choices of an e-mail link (?product=&location=&date=), or null when there are none. */
+function linkFrom(query) {
+  const link = {
+    product: (query.get("product") || "").trim(),
+    location: (query.get("location") || "").trim(),
+    date: (query.get("date") || "").trim(),
+  };
+  return link.product || link.location || link.date ? link : null;
+}
+
+function validDate(text) {
+  if (!DATE.test(text)) return false;
+  const date = new Date(`${text}T12:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === text;
+}
 
 const FIELDS = [
   { name: "person.given_name", type: "text", label: "book.given_name", autocomplete: "given-name", required: true },
@@ -53,11 +77,20 @@ export async function renderBooking(ctx) {
     return;
   }
 
+  let link = linkFrom(ctx.query);
+  const linkKey = link ? JSON.stringify(link) : null;
+  if (link && linkKey !== appliedLink) {
+    appliedLink = linkKey;
+    Object.assign(state, { product: null, location: null, day: null, slot: null, slots: [], result: null, linkNotes: [] });
+  } else {
+    link = null;
+  }
+
   if (state.result) {
     showResult(decision, body, products, state.result, ctx);
     return;
   }
-  buildForm(body, decision, products, ctx);
+  buildForm(body, decision, products, ctx, link);
 }
 
 function describe(exc) {
@@ -65,7 +98,8 @@ function describe(exc) {
   return t("common.error", { detail: exc.message });
 }
 
-function buildForm(body, decision, products, ctx) {
+function buildForm(body, decision, products, ctx, link) {
+  const linkNotice = h("div", { id: "link-notice", role: "status" });
   const errorSummary = h("div", { id: "error-summary", tabindex: "-1", hidden: true });
   const productSet = h(
     "fieldset",
@@ -87,7 +121,7 @@ function buildForm(body, decision, products, ctx) {
             value: p.id,
             checked: state.product === p.id,
             "aria-describedby": `${id}-meta`,
-            onchange: () => chooseProduct(p.id),
+            onchange: () => (dismissLinkNotes(), chooseProduct(p.id)),
           }),
           h(
             "label",
@@ -157,7 +191,8 @@ function buildForm(body, decision, products, ctx) {
     summary,
     h("div", { class: "actions" }, submit),
   );
-  body.append(form);
+  body.append(linkNotice, form);
+  drawLinkNotes();
 
   const productById = (id) => products.find((p) => p.id === id);
 
@@ -182,7 +217,7 @@ function buildForm(body, decision, products, ctx) {
       state.locations = locs;
     } catch (exc) {
       clear(locationSet, h("legend", {}, t("book.step.location")), h("p", { class: "notice error", role: "alert" }, describe(exc)));
-      return;
+      return false;
     }
     clear(
       locationSet,
@@ -201,14 +236,15 @@ function buildForm(body, decision, products, ctx) {
               id: lid,
               value: loc.id,
               checked: state.location === loc.id,
-              onchange: () => chooseLocation(loc.id),
+              onchange: () => (dismissLinkNotes(), chooseLocation(loc.id)),
             }),
             h("label", { for: lid }, h("span", { class: "name" }, loc.name), h("span", { class: "meta" }, loc.address)),
           );
         }),
       ),
     );
-    if (keep && state.location) await chooseLocation(state.location, true);
+    if (keep && state.location) return chooseLocation(state.location, true);
+    return true;
   }
 
   async function chooseLocation(id, keep = false) {
@@ -230,9 +266,67 @@ function buildForm(body, decision, products, ctx) {
       state.slots = avail.slots || [];
     } catch (exc) {
       clear(timeSet, h("legend", {}, t("book.step.time")), h("p", { class: "notice error", role: "alert" }, describe(exc)));
-      return;
+      return false;
     }
     renderTimes();
+    return true;
+  }
+
+  /** The resident makes a choice of their own: the notes about the link have served. */
+  function dismissLinkNotes() {
+    if (!state.linkNotes.length) return;
+    state.linkNotes = [];
+    drawLinkNotes();
+  }
+
+  function drawLinkNotes() {
+    clear(
+      linkNotice,
+      state.linkNotes.length
+        ? h(
+            "div",
+            { class: "notice warn" },
+            state.linkNotes.map((note) => h("p", { dataset: { note: note.key } }, t(note.key, { day: note.day ? formatDay(note.day) : "" }))),
+          )
+        : null,
+    );
+  }
+
+  /** Make the choices of an e-mail link; say which could not be made (and start from there). */
+  async function applyLink({ product, location, date }) {
+    const notes = [];
+    const done = () => {
+      state.linkNotes = notes;
+      drawLinkNotes();
+    };
+    const chosen = product ? productById(product) : null;
+    if (!chosen) {
+      if (product || location || date) notes.push({ key: "book.link_product_unknown" });
+      return done();
+    }
+    state.product = chosen.id;
+    const productInput = document.getElementById(`product-${chosen.id}`);
+    if (productInput) productInput.checked = true;
+    const day = date && validDate(date) ? date : null;
+    if (date && !day) notes.push({ key: "book.link_date_invalid" });
+    if (!(await chooseProduct(chosen.id))) return done();
+    if (!location) return done();
+    if (!state.locations.some((l) => l.id === location)) {
+      notes.push({ key: "book.link_location_unknown" });
+      return done();
+    }
+    state.location = location;
+    state.slot = null;
+    state.day = day;
+    const locationInput = document.getElementById(`location-${location}`);
+    if (locationInput) locationInput.checked = true;
+    updateSummary();
+    const loaded = await chooseLocation(location, true);
+    if (loaded && day && !state.slots.some((slot) => brusselsDay(slot.start) === day)) {
+      notes.push({ key: "book.link_day_full", day });
+    }
+    done();
+    if (loaded && day && !notes.length) timeSet.scrollIntoView({ block: "start" });
   }
 
   function renderTimes() {
@@ -479,7 +573,8 @@ function buildForm(body, decision, products, ctx) {
     if (state.location) chooseLocation(state.location, true);
   }
 
-  if (state.product) chooseProduct(state.product, true);
+  if (link) applyLink(link);
+  else if (state.product) chooseProduct(state.product, true);
 }
 
 function waitlistForm(product, location, email = "") {
@@ -566,6 +661,7 @@ function showResult(decision, body, products, result, ctx) {
           onclick: () => {
             state.result = null;
             state.slot = null;
+            state.linkNotes = [];
             ctx.navigate("/", { replace: true });
           },
         },
