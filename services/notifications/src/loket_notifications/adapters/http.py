@@ -17,7 +17,24 @@ from loket_notifications.application.ports import (
 )
 
 
-class CatalogueClient:
+class _KeepAlive:
+    """One HTTP client per adapter, made on first use and kept: a client per call would build a
+    new TLS context and connection every time (that once took most of this service's CPU)."""
+
+    timeout: float
+    _http: httpx.AsyncClient | None = None
+
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(timeout=self.timeout)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+
+class CatalogueClient(_KeepAlive):
     """Products and locations from `GET /api/v1/products` and `/api/v1/locations`, kept for
     `ttl_seconds`; when the catalogue is unreachable the last copy is used (stale beats nothing)."""
 
@@ -33,9 +50,8 @@ class CatalogueClient:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as client:
-            products = await client.get("/api/v1/products")
-            locations = await client.get("/api/v1/locations")
+        products = await self.http().get(f"{self.base_url}/api/v1/products")
+        locations = await self.http().get(f"{self.base_url}/api/v1/locations")
         products.raise_for_status()
         locations.raise_for_status()
         self.products = {p["id"]: _product(p) for p in products.json()}
@@ -84,7 +100,7 @@ def _product(p: dict[str, Any]) -> ProductInfo:
     )
 
 
-class BookingContacts:
+class BookingContacts(_KeepAlive):
     """`GET {booking_url}/internal/bookings/{id}/contact` with `X-Internal-Token`: the booking service
     owns personal data and hands it out only to internal callers, right when a message is sent."""
 
@@ -95,10 +111,9 @@ class BookingContacts:
 
     async def contact(self, booking_id: str) -> Contact:
         try:
-            async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as client:
-                response = await client.get(
-                    f"/internal/bookings/{booking_id}/contact", headers={"X-Internal-Token": self.token}
-                )
+            response = await self.http().get(
+                f"{self.base_url}/internal/bookings/{booking_id}/contact", headers={"X-Internal-Token": self.token}
+            )
         except httpx.HTTPError as exc:
             raise TransientError(f"booking service unreachable: {exc!r}") from exc
         if response.status_code == 404:
@@ -119,7 +134,7 @@ class BookingContacts:
         )
 
 
-class HttpSmsGateway:
+class HttpSmsGateway(_KeepAlive):
     """A provider adapter: `POST {url}` with JSON `{"to", "body"}` (and a bearer token if set); 2xx accepted.
     A `reference` header carries our notification id, for providers that deduplicate on it."""
 
@@ -137,8 +152,7 @@ class HttpSmsGateway:
         if self.sender:
             payload["from"] = self.sender
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(self.url, json=payload, headers=headers)
+            response = await self.http().post(self.url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise TransientError(f"SMS gateway unreachable: {exc!r}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
