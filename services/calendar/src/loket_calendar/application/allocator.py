@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from loket_calendar.adapters import store
+from loket_calendar.application.availability import AvailabilityCache
 from loket_calendar.domain.schedule import (
     Booked,
     CatalogueView,
     Interval,
     Rejection,
     free_desk,
-    free_starts,
     local,
     local_day,
     subtract,
@@ -60,9 +60,12 @@ async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: En
 
 
 class Allocator:
-    def __init__(self, view: CatalogueView, policy: AllocatorPolicy) -> None:
+    def __init__(self, view: CatalogueView, policy: AllocatorPolicy, cache: AvailabilityCache | None = None) -> None:
         self.view = view
         self.policy = policy
+        # Free starts per location and day, shared with the public availability API. Only the
+        # alternatives offered with a rejection read it; decisions always read the database.
+        self.cache = cache or AvailabilityCache(view)
 
     def handlers(self) -> dict[str, object]:
         return {
@@ -159,6 +162,7 @@ class Allocator:
                 # desk single. Try the next desk as if this one had been taken all along.
                 log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
                 taken = [*taken, Booked(choice.desk_id, interval)]
+        self.cache.invalidate(location_id)
         return choice.desk_id, interval, hold
 
     async def alternatives(
@@ -181,17 +185,15 @@ class Allocator:
         for group in ([location_id], others):
             if not group:
                 continue
-            lo = local(day - timedelta(days=span), "00:00")
-            hi = local(day + timedelta(days=span + 1), "00:00")
-            taken = await store.taken_in_range(conn, group, lo, hi, now)
             candidates: list[tuple[float, str, ev.Slot]] = []
             for ring in range(span):
                 days = [day] if ring == 0 else [day - timedelta(days=ring), day + timedelta(days=ring)]
-                for d in days:
-                    for loc in group:
-                        for s in free_starts(self.view, loc, product_id, d, taken.get(loc, []), now):
-                            distance = abs((s.start - start).total_seconds())
-                            candidates.append((distance, loc, ev.Slot(start=s.start, end=s.end, location_id=loc)))
+                free = await self.cache.free(conn, product_id, group, days, now)
+                for (loc, _), starts in free.items():
+                    for s in starts:
+                        distance = abs((s.interval.start - start).total_seconds())
+                        slot = ev.Slot(start=s.interval.start, end=s.interval.end, location_id=loc)
+                        candidates.append((distance, loc, slot))
                 if len(candidates) >= wanted:
                     # Any slot of the next ring lies beyond these local midnights.
                     nearest_next = min(
@@ -221,6 +223,7 @@ class Allocator:
     async def release(
         self, ctx: HandlerContext, freed: store.Freed, at: datetime, cause: str, envelope: Envelope | None
     ) -> None:
+        self.cache.invalidate(freed.location_id)
         available_from = at + self.policy.release_holdback
         if self.policy.release_holdback > timedelta(0):
             await store.hold_back(ctx.conn, freed.desk_id, freed.location_id, freed.start, freed.end, available_from)

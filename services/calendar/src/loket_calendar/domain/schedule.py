@@ -111,18 +111,21 @@ def free_starts(
     product_id: str,
     day: date,
     taken: Iterable[Booked],
-    now: datetime,
+    now: datetime | None,
 ) -> list[Interval]:
-    """Every start time on `day` at which at least one desk serving the product is free."""
+    """Every start time on `day` at which at least one desk serving the product is free.
+
+    With `now`, only starts inside the product's booking window; with None, all of them (for a
+    cache that applies the window when it is read)."""
     product = view.products.get(product_id)
     location = view.locations.get(location_id)
     if product is None or location is None or product_id not in location.products:
         return []
     if view.is_closed(location_id, day):
         return []
-    if day > local_day(now) + timedelta(days=product.max_days_ahead):
+    if now is not None and day > local_day(now) + timedelta(days=product.max_days_ahead):
         return []  # the window of `window_ok`, once per day: every start below lies on `day`
-    earliest = now + timedelta(hours=product.min_notice_hours)
+    earliest = now + timedelta(hours=product.min_notice_hours) if now is not None else None
     duration = timedelta(minutes=product.duration_minutes)
     grid = timedelta(minutes=location.slot_grid_minutes)
     # In UTC: arithmetic and comparisons of aware datetimes in one fixed zone are cheap.
@@ -135,7 +138,8 @@ def free_starts(
     for desk in sorted(view.desks_for(location_id, product_id), key=desk_preference):
         busy = by_desk.get(desk.desk_id, [])
         for block in view.desk_hours(desk.desk_id, day):
-            cursor = first_on_grid(max(block.start, earliest), location.slot_grid_minutes).astimezone(UTC)
+            first = block.start if earliest is None else max(block.start, earliest)
+            cursor = first_on_grid(first, location.slot_grid_minutes).astimezone(UTC)
             block_end = block.end.astimezone(UTC)
             while cursor + duration <= block_end:
                 end = cursor + duration

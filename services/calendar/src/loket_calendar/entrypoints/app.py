@@ -9,15 +9,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+import orjson
+from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from loket_calendar.adapters import store
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
 from loket_calendar.application.allocator import Allocator, AllocatorPolicy
 from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
-from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, free_starts, local
+from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
 from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
@@ -145,7 +145,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         from_: Annotated[date, Query(alias="from")],
         to: date,
         location: str | None = None,
-    ) -> dict[str, object]:
+    ) -> Response:
         if product not in view.products:
             raise field_problem("product", f"unknown product {product!r}")
         if location is not None and location not in view.locations:
@@ -160,20 +160,22 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
         )
         now = datetime.now(UTC)
-        taken = await store.taken_in_range(
-            runtime.pool, locations, local(from_, "00:00"), local(to + timedelta(days=1), "00:00"), now
-        )
+        days = [from_ + timedelta(days=n) for n in range((to - from_).days + 1)]
+        free = await allocator.cache.free(runtime.pool, product, locations, days, now)
         slots: list[dict[str, str]] = []
-        day = from_
-        while day <= to:
+        for day in days:
             for loc in locations:
-                for interval in free_starts(view, loc, product, day, taken.get(loc, []), now):
-                    slot = {"start": brussels(interval.start), "end": brussels(interval.end)}
-                    if location is None:
-                        slot["location"] = loc
-                    slots.append(slot)
-            day += timedelta(days=1)
-        return {"product": product, "location": location, "slots": slots}
+                for s in free[(loc, day)]:
+                    slots.append(
+                        {"start": s.start_text, "end": s.end_text}
+                        if location
+                        else {"start": s.start_text, "end": s.end_text, "location": loc}
+                    )
+        # Serialised directly: thousands of slots need no second validation pass.
+        return Response(
+            orjson.dumps({"product": product, "location": location, "slots": slots}),
+            media_type="application/json",
+        )
 
     @app.get("/api/v1/agenda/{location}", tags=["agenda"], summary="The agenda of a counter for one day")
     async def get_agenda(
