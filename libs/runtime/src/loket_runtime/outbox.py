@@ -84,9 +84,11 @@ class OutboxRelay:
             await conn.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK)  # waits while another relay leads
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wakeup.set())
             while True:
+                # Clear before reading: a notification that arrives while a batch is being
+                # published must wake the next round, not be lost until the next poll.
+                self._wakeup.clear()
                 sent = await self.publish_batch(conn)
                 if sent < self._batch_size:
-                    self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
         finally:
