@@ -32,6 +32,40 @@ async def taken_around(
     return [Booked(r["desk_id"], Interval(r["s"], r["e"])) for r in rows]
 
 
+async def expire_and_take(
+    conn: asyncpg.Connection,
+    location_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    ignore_booking: str | None = None,
+) -> tuple[list[asyncpg.Record], list[Booked]]:
+    """In one round trip: delete the location's holds that ran out by `now` (returned, so their
+    expiry can be published), and list what stays taken around [start, end): reservations and
+    still-held-back freed slots. The allocator calls this before every decision."""
+    rows = await conn.fetch(
+        "WITH expired AS (DELETE FROM reservations WHERE booking_id IN (SELECT booking_id FROM reservations"
+        "  WHERE status = 'held' AND hold_expires_at <= $4 AND location_id = $1"
+        "  ORDER BY hold_expires_at, booking_id FOR UPDATE)"
+        "  RETURNING booking_id, location_id, desk_id, product_id, hold_expires_at, during)"
+        " SELECT 'expired' AS kind, booking_id, location_id, desk_id, product_id, hold_expires_at,"
+        "  lower(during) AS start_at, upper(during) AS end_at FROM expired"
+        " UNION ALL SELECT 'taken', booking_id, location_id, desk_id, product_id, NULL, lower(during), upper(during)"
+        "  FROM reservations WHERE location_id = $1 AND during && tstzrange($2, $3)"
+        "  AND booking_id IS DISTINCT FROM $5 AND booking_id NOT IN (SELECT booking_id FROM expired)"
+        " UNION ALL SELECT 'held-back', NULL, location_id, desk_id, NULL, NULL, lower(during), upper(during)"
+        "  FROM held_back WHERE location_id = $1 AND during && tstzrange($2, $3) AND available_from > $4",
+        location_id,
+        start,
+        end,
+        now,
+        ignore_booking,
+    )
+    expired = sorted((r for r in rows if r["kind"] == "expired"), key=lambda r: (r["hold_expires_at"], r["booking_id"]))
+    taken = [Booked(r["desk_id"], Interval(r["start_at"], r["end_at"])) for r in rows if r["kind"] != "expired"]
+    return expired, taken
+
+
 async def insert_reservation(
     conn: asyncpg.Connection,
     booking_id: str,
@@ -42,10 +76,12 @@ async def insert_reservation(
     end: datetime,
     hold_expires_at: datetime | None,
     language: str,
-) -> None:
-    await conn.execute(
+) -> bool:
+    # DO NOTHING covers the exclusion constraint too: a desk-time another allocator took first
+    # (during a rebalance) makes this answer False instead of aborting the transaction.
+    status: str = await conn.execute(
         "INSERT INTO reservations (booking_id, location_id, desk_id, product_id, during, status, hold_expires_at,"
-        " language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         booking_id,
         location_id,
         desk_id,
@@ -55,6 +91,7 @@ async def insert_reservation(
         hold_expires_at,
         language,
     )
+    return status.endswith(" 1")
 
 
 async def reservation(conn: Executor, booking_id: str) -> asyncpg.Record | None:

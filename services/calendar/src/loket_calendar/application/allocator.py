@@ -129,10 +129,12 @@ class Allocator:
         ignore_booking: str | None = None,
     ) -> tuple[str, Interval, datetime | None] | Rejection:
         conn = ctx.conn
-        await self.expire_due(ctx, location_id, now)
         product = self.view.products.get(product_id)
         duration = timedelta(minutes=product.duration_minutes if product else 0)
-        taken = await store.taken_around(conn, location_id, start, start + duration, now, ignore_booking)
+        # Holds that ran out by the request's own time are expired first: the decision depends
+        # only on the events, not on when the timer last ran.
+        expired, taken = await store.expire_and_take(conn, location_id, start, start + duration, now, ignore_booking)
+        await self._expired(ctx, expired)
         while True:
             choice = free_desk(self.view, location_id, product_id, start, taken, now)
             if isinstance(choice, Rejection):
@@ -140,28 +142,21 @@ class Allocator:
             assert product is not None
             interval = Interval(start, start + duration)
             hold = now + timedelta(minutes=product.hold_minutes) if product.requires_confirmation else None
-            try:
-                async with conn.transaction():
-                    if ignore_booking:
+            if ignore_booking:
+                try:
+                    async with conn.transaction():
                         await store.move_reservation(conn, ignore_booking, choice.desk_id, interval.start, interval.end)
-                    else:
-                        await store.insert_reservation(
-                            conn,
-                            booking_id,
-                            location_id,
-                            choice.desk_id,
-                            product_id,
-                            interval.start,
-                            interval.end,
-                            hold,
-                            language,
-                        )
+                    break
+                except asyncpg.ExclusionViolationError:
+                    pass
+            elif await store.insert_reservation(
+                conn, booking_id, location_id, choice.desk_id, product_id, interval.start, interval.end, hold, language
+            ):
                 break
-            except asyncpg.ExclusionViolationError:
-                # Another allocator (a rebalance) took this desk-time first: the constraint keeps the
-                # desk single. Try the next desk as if this one had been taken all along.
-                log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
-                taken = [*taken, Booked(choice.desk_id, interval)]
+            # Another allocator (a rebalance) took this desk-time first: the constraint keeps the
+            # desk single. Try the next desk as if this one had been taken all along.
+            log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
+            taken = [*taken, Booked(choice.desk_id, interval)]
         self.cache.invalidate(location_id)
         return choice.desk_id, interval, hold
 
