@@ -81,13 +81,13 @@ async def test_two_writers_on_one_stream_one_wins(pool: asyncpg.Pool) -> None:
         await store.append(conn, "booking-1", 0, [envelope()])
 
     async def write() -> str:
-        async with pool.acquire() as conn, conn.transaction():
-            await asyncio.sleep(0)
-            try:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await asyncio.sleep(0)
                 await store.append(conn, "booking-1", 1, [envelope()])
                 return "won"
-            except ConcurrencyError:
-                return "conflict"
+        except ConcurrencyError:
+            return "conflict"
 
     results = await asyncio.gather(write(), write())
     assert sorted(results) == ["conflict", "won"]

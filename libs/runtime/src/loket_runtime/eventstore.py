@@ -1,7 +1,8 @@
 """Event store in PostgreSQL: streams with optimistic concurrency and one global order.
 
 `append` takes the version the caller last saw; if another writer got there first the unique
-(stream_id, stream_version) constraint fires and the caller gets `ConcurrencyError`. Call it
+(stream_id, stream_version) constraint fires and the caller gets `ConcurrencyError` (its
+transaction is then aborted: retry the whole unit of work). Call it
 inside a transaction together with `Outbox.add` so an event is stored and queued for Kafka
 atomically.
 """
@@ -80,13 +81,14 @@ class EventStore:
                 "traceparent": env.traceparent,
             }
             rows.append((stream_id, version, env.id, env.type, env.schemaversion, env.data, meta, env.time))
+        # No savepoint: on a conflict the caller's transaction is aborted and the whole unit of
+        # work is retried (commands reload the aggregate; consumers retry the batch).
         try:
-            async with conn.transaction():  # a savepoint when the caller already has a transaction
-                await conn.executemany(
-                    "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,"
-                    " data, metadata, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    rows,
-                )
+            await conn.executemany(
+                "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,"
+                " data, metadata, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                rows,
+            )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_stream_version":
                 raise ConcurrencyError(stream_id, expected_version) from exc

@@ -133,15 +133,13 @@ class PrivateData:
     person's own key. Erasing a person deletes the key: the ciphertext becomes unreadable."""
 
     async def save(self, conn: asyncpg.Connection, booking_id: str, person_key: str, data: dict[str, Any]) -> None:
-        secret = await conn.fetchval("SELECT secret FROM person_keys WHERE person_key = $1", person_key)
-        if secret is None:
-            secret = Fernet.generate_key()
-            await conn.execute(
-                "INSERT INTO person_keys (person_key, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                person_key,
-                secret,
-            )
-            secret = await conn.fetchval("SELECT secret FROM person_keys WHERE person_key = $1", person_key)
+        # One round trip: the person's existing key, or the new one if this is their first booking.
+        secret = await conn.fetchval(
+            "INSERT INTO person_keys (person_key, secret) VALUES ($1, $2)"
+            " ON CONFLICT (person_key) DO UPDATE SET person_key = EXCLUDED.person_key RETURNING secret",
+            person_key,
+            Fernet.generate_key(),
+        )
         ciphertext = Fernet(secret).encrypt(json.dumps(data).encode())
         await conn.execute(
             "INSERT INTO booking_private (booking_id, person_key, ciphertext) VALUES ($1, $2, $3)",

@@ -160,16 +160,16 @@ class BookingService:
     async def command(self, pool: asyncpg.Pool, booking_id: str, decide: Any, attempts: int = 5) -> Booking:
         """Load, decide (a function of the booking returning events), record; retry on a race."""
         for attempt in range(attempts):
-            async with pool.acquire() as conn, conn.transaction():
-                booking = await self.repo.load(conn, booking_id)
-                if booking is None:
-                    raise LookupError(booking_id)
-                try:
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    booking = await self.repo.load(conn, booking_id)
+                    if booking is None:
+                        raise LookupError(booking_id)
                     await self.repo.record(conn, booking, decide(booking))
                     return booking
-                except ConcurrencyError:
-                    if attempt == attempts - 1:
-                        raise
+            except ConcurrencyError:  # the transaction was rolled back: reload and decide again
+                if attempt == attempts - 1:
+                    raise
         raise AssertionError("unreachable")
 
     def reschedule_end(self, booking: Booking, new_start: datetime, now: datetime) -> datetime:
