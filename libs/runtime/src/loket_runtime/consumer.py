@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from loket_contracts.envelope import Envelope, EnvelopeError
@@ -33,6 +34,10 @@ from loket_runtime.logging import bound, get_logger
 from loket_runtime.outbox import Outbox
 
 log = get_logger(__name__)
+
+RECORDS_APPLIED = Counter("loket_consumer_records_total", "Records applied by a consumer group", ["group", "topic"])
+DEAD_LETTERED = Counter("loket_consumer_dead_letters_total", "Records sent to the dead letters", ["group", "topic"])
+BATCH_SECONDS = Histogram("loket_consumer_batch_seconds", "Time to apply one batch", ["group"])
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
@@ -161,10 +166,11 @@ class PartitionBatchConsumer:
         Fast path: the whole batch in one transaction without a savepoint per record. Should a
         handler fail for good, the batch is rolled back and replayed with a savepoint around each
         record, so only the poison message is dead-lettered."""
-        try:
-            return await self._process_batch(topic, partition, records, careful=False)
-        except _PoisonInFastPath:
-            return await self._process_batch(topic, partition, records, careful=True)
+        with BATCH_SECONDS.labels(self.group_id).time():
+            try:
+                return await self._process_batch(topic, partition, records, careful=False)
+            except _PoisonInFastPath:
+                return await self._process_batch(topic, partition, records, careful=True)
 
     async def _process_batch(
         self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]], careful: bool
@@ -214,6 +220,7 @@ class PartitionBatchConsumer:
                 next_offset,
             )
         self.processed += len(fresh)
+        RECORDS_APPLIED.labels(self.group_id, topic).inc(len(fresh))
         for callback in ctx.after_commit:
             result = callback()
             if asyncio.iscoroutine(result):
@@ -304,6 +311,7 @@ class PartitionBatchConsumer:
         error: str,
     ) -> None:
         self.dead_lettered += 1
+        DEAD_LETTERED.labels(self.group_id, topic).inc()
         text_headers = [[name, raw.decode(errors="replace")] for name, raw in headers]
         await conn.execute(
             'INSERT INTO dead_letters (consumer_group, topic, partition, "offset", key, headers, value, error)'
