@@ -176,20 +176,7 @@ class PartitionBatchConsumer:
         self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]], careful: bool
     ) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
-                " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-                self.group_id,
-                topic,
-                partition,
-            )
-            next_offset: int = await conn.fetchval(
-                "SELECT next_offset FROM consumer_offsets"
-                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-                self.group_id,
-                topic,
-                partition,
-            )
+            next_offset = await self.lock_offset(conn, topic, partition)
             fresh = [r for r in records if r.offset >= next_offset]
             if not fresh:
                 return next_offset
@@ -210,15 +197,8 @@ class PartitionBatchConsumer:
                     "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     [(self.group_id, d.envelope.id) for d in done],
                 )
-            next_offset = fresh[-1].offset + 1
-            await conn.execute(
-                "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
-                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
-                self.group_id,
-                topic,
-                partition,
-                next_offset,
-            )
+            next_offset = int(fresh[-1].offset) + 1
+            await self.save_offset(conn, topic, partition, next_offset)
         self.processed += len(fresh)
         RECORDS_APPLIED.labels(self.group_id, topic).inc(len(fresh))
         for callback in ctx.after_commit:
@@ -226,6 +206,35 @@ class PartitionBatchConsumer:
             if asyncio.iscoroutine(result):
                 await result
         return next_offset
+
+    async def lock_offset(self, conn: asyncpg.Connection, topic: str, partition: int) -> int:
+        """The partition's next offset, locked for this transaction: two instances that both
+        think they own the partition (a rebalance) take turns here and skip what the other did."""
+        await conn.execute(
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+            " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+            self.group_id,
+            topic,
+            partition,
+        )
+        next_offset: int = await conn.fetchval(
+            "SELECT next_offset FROM consumer_offsets"
+            " WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+            self.group_id,
+            topic,
+            partition,
+        )
+        return next_offset
+
+    async def save_offset(self, conn: asyncpg.Connection, topic: str, partition: int, next_offset: int) -> None:
+        await conn.execute(
+            "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
+            " WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+            self.group_id,
+            topic,
+            partition,
+            next_offset,
+        )
 
     async def _decode_all(self, ctx: HandlerContext, records: Sequence[ConsumerRecord[Any, Any]]) -> list[Delivery]:
         deliveries = []

@@ -106,20 +106,7 @@ class DeadLetterCollector(PartitionBatchConsumer):
 
     async def process_batch(self, topic: str, partition: int, records: Sequence[kafka_ops.Record]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
-                " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-                self.group_id,
-                topic,
-                partition,
-            )
-            next_offset: int = await conn.fetchval(
-                "SELECT next_offset FROM consumer_offsets"
-                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-                self.group_id,
-                topic,
-                partition,
-            )
+            next_offset = await self.lock_offset(conn, topic, partition)
             fresh = [r for r in records if r.offset >= next_offset]
             if not fresh:
                 return next_offset
@@ -130,14 +117,7 @@ class DeadLetterCollector(PartitionBatchConsumer):
                 [dead_letter_row(partition, r) for r in fresh],
             )
             next_offset = fresh[-1].offset + 1
-            await conn.execute(
-                "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
-                " WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
-                self.group_id,
-                topic,
-                partition,
-                next_offset,
-            )
+            await self.save_offset(conn, topic, partition, next_offset)
         self.processed += len(fresh)
         return next_offset
 
