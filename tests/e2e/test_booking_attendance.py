@@ -140,9 +140,11 @@ def test_resident_cancel_closes_24_hours_before_staff_may_cancel_any_time(lab: d
     r = client.post(f"/api/v1/bookings/{b['id']}/cancel", headers=token)
     assert r.status_code == 409, r.text
     assert r.json()["type"].endswith("cancel-deadline") and "24 hours" in r.json()["detail"]
-    earlier = (datetime.fromisoformat(b["start"]) - timedelta(minutes=20)).isoformat()
-    r = client.post(f"/api/v1/bookings/{b['id']}/reschedule", headers=token, json={"start": earlier})
-    assert r.status_code == 409 and r.json()["type"].endswith("cancel-deadline")
+    start = datetime.fromisoformat(b["start"])
+    # Another time the same (Brussels) day: the lab's hours end at 24:00, so no slot runs past midnight.
+    other = start + timedelta(minutes=20) if start.astimezone(BRUSSELS).hour < 23 else start - timedelta(minutes=30)
+    r = client.post(f"/api/v1/bookings/{b['id']}/reschedule", headers=token, json={"start": other.isoformat()})
+    assert r.status_code == 409 and r.json()["type"].endswith("cancel-deadline"), r.text
     assert show(lab, b)["status"] == "confirmed"
     r = act(lab, b, "cancel", json={"reason": "resident phoned the counter"})
     assert r.status_code == 200 and r.json()["status"] == "cancelled"

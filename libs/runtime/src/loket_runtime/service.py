@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from loket_runtime.auth import JwtVerifier
+from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_view
 from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.db import create_pool, migrate
 from loket_runtime.kafka import make_producer
@@ -46,6 +47,7 @@ class ServiceRuntime:
         self.migrations_dir = migrations_dir
         self.consumer_factories: list[ConsumerFactory] = []
         self.task_factories: list[TaskFactory] = []
+        self.startup_hooks: list[TaskFactory] = []
         self.consumers: list[PartitionBatchConsumer] = []
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -70,10 +72,27 @@ class ServiceRuntime:
     def add_task(self, factory: TaskFactory) -> None:
         self.task_factories.append(factory)
 
+    def add_startup(self, hook: TaskFactory) -> None:
+        """Run once after the database is ready and before any consumer or task starts."""
+        self.startup_hooks.append(hook)
+
+    def keep_catalogue_view(self, view: CatalogueView) -> None:
+        """Keep `view` current from the catalogue topic: loaded from this service's table first,
+        then updated by a consumer, so no event applied in memory is overwritten by the load."""
+
+        async def load(rt: ServiceRuntime) -> None:
+            view.replace_with(await load_catalogue_view(rt.pool))
+
+        s = self.settings
+        self.add_startup(load)
+        self.add_consumer(lambda pool: catalogue_consumer(pool, s.kafka_bootstrap, s.service_name, s.instance_id, view))
+
     async def start(self) -> None:
         s = self.settings
         await migrate(s.database_url, self.migrations_dir)
         self._pool = await create_pool(s.database_url, min_size=2, max_size=20)
+        for hook in self.startup_hooks:
+            await hook(self)
         self._producer = make_producer(s.kafka_bootstrap, f"{s.service_name}-{s.instance_id}", s.kafka_linger_ms)
         await self._producer.start()
         self.relay = OutboxRelay(s.database_url, self._producer, s.outbox_batch_size, s.outbox_poll_seconds)

@@ -32,7 +32,7 @@ from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
 from loket_contracts.topics import CALENDAR, CATALOGUE
 from loket_runtime.auth import Principal, current_principal, require_role
-from loket_runtime.catalogue import BRUSSELS, CatalogueView, catalogue_consumer, load_catalogue_view
+from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import get_logger
@@ -115,11 +115,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     service = BookingService(view, settings.booking_secret, policy)
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
 
-    runtime.add_consumer(
-        lambda pool: catalogue_consumer(
-            pool, settings.kafka_bootstrap, settings.service_name, settings.instance_id, view
-        )
-    )
+    runtime.keep_catalogue_view(view)
     runtime.add_consumer(
         lambda pool: PartitionBatchConsumer(
             pool=pool,
@@ -140,13 +136,9 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         )
     )
 
-    async def load_view(rt: ServiceRuntime) -> None:
-        view.replace_with(await load_catalogue_view(rt.pool))
-
     async def listen(_: ServiceRuntime) -> None:
         await waiters.run()
 
-    runtime.add_task(load_view)
     runtime.add_task(listen)
     app = create_app(runtime, "Loket booking", openapi_url="/openapi.json")
 

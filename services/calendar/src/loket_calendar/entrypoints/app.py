@@ -22,7 +22,6 @@ from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
 from loket_runtime.auth import Principal, require_role
-from loket_runtime.catalogue import catalogue_consumer, load_catalogue_view
 from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -67,11 +66,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     agenda = AgendaProjection()
     listeners: set[asyncio.Queue[str]] = set()
 
-    runtime.add_consumer(
-        lambda pool: catalogue_consumer(
-            pool, settings.kafka_bootstrap, settings.service_name, settings.instance_id, view
-        )
-    )
+    runtime.keep_catalogue_view(view)
     runtime.add_consumer(
         lambda pool: PartitionBatchConsumer(
             pool=pool,
@@ -104,9 +99,6 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         )
     )
 
-    async def load_view(rt: ServiceRuntime) -> None:
-        view.replace_with(await load_catalogue_view(rt.pool))
-
     async def hold_timer(rt: ServiceRuntime) -> None:
         while True:
             expired = await allocator.expire_holds(
@@ -127,7 +119,6 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         finally:
             await rt.pool.release(conn)
 
-    runtime.add_task(load_view)
     runtime.add_task(hold_timer)
     runtime.add_task(agenda_listener)
     app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
