@@ -136,4 +136,5 @@ def catalogue_consumer(
         group_id=f"{service}-catalogue-{instance_id}",
         topics=[CATALOGUE.name],
         handlers=dict.fromkeys((t.TYPE for t in CATALOGUE.events), on_catalogue),
+        fetch_max_wait_ms=500,  # catalogue changes are rare and need no millisecond latency
     )

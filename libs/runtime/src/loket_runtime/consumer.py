@@ -94,6 +94,7 @@ class PartitionBatchConsumer:
         batch_size: int = 500,
         before_commit: BatchHook | None = None,
         client_id: str | None = None,
+        fetch_max_wait_ms: int = 50,
     ) -> None:
         self.pool = pool
         self.group_id = group_id
@@ -107,6 +108,9 @@ class PartitionBatchConsumer:
         self.dead_lettered = 0
         self._bootstrap = bootstrap
         self._client_id = client_id or group_id
+        # How long the broker may hold an empty fetch: short on a decision path, longer elsewhere
+        # (fewer idle round trips for the broker).
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer: AIOKafkaConsumer | None = None
 
     # --- running against Kafka -------------------------------------------------------------
@@ -119,7 +123,7 @@ class PartitionBatchConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         self._consumer = consumer
         await consumer.start()

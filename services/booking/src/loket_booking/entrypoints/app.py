@@ -219,12 +219,15 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         except ConcurrencyError as exc:
             raise Problem(409, "Busy", "The booking changed meanwhile; try again.", "conflict") from exc
 
-    async def wait_for(booking_id: str, seconds: float, done: Any) -> Booking | None:
+    async def wait_for(booking_id: str, seconds: float, done: Any, undecided: bool = False) -> Booking | None:
+        """The booking once `done(booking)` holds, or as it stands after `seconds`. `undecided`: the
+        caller knows nothing happened yet (it just wrote the request), so the first load is skipped."""
         deadline = asyncio.get_running_loop().time() + seconds
         while True:
             future = waiters.register(booking_id)
             try:
-                booking = await service.repo.load(runtime.pool, booking_id)
+                booking = None if undecided else await service.repo.load(runtime.pool, booking_id)
+                undecided = False
                 if booking is not None and done(booking):
                     return booking
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -304,7 +307,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     async def answer(booking_id: str, token: str, wait: float, repeat: bool = False) -> Response:
         if wait:
-            booking = await wait_for(booking_id, wait, lambda b: b.status != "requested")
+            booking = await wait_for(booking_id, wait, lambda b: b.status != "requested", undecided=not repeat)
         else:  # a repeat answers with what is known by now; a new booking is still requested
             booking = await service.repo.load(runtime.pool, booking_id) if repeat else None
         headers = {"Location": f"/api/v1/bookings/{booking_id}"}

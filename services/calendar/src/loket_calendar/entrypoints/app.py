@@ -23,6 +23,7 @@ from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
@@ -109,7 +110,8 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             await asyncio.sleep(settings.hold_check_seconds)
 
     async def agenda_listener(rt: ServiceRuntime) -> None:
-        conn = await rt.pool.acquire()
+        # A connection of its own, not the pool's: a LISTEN must not travel with a pooled connection.
+        conn = await connect(settings.database_url)
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda *_: lost.set())
@@ -117,7 +119,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             await lost.wait()
             raise ConnectionError("agenda listener lost its connection")  # the runtime restarts this task
         finally:
-            await rt.pool.release(conn)
+            await conn.close()
 
     runtime.add_task(hold_timer)
     runtime.add_task(agenda_listener)
