@@ -1,0 +1,307 @@
+"""The calendar's own figures (issue 5): allocator decisions/s from a pre-filled topic, availability
+over all locations at 50 concurrent clients, and the agenda projection rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import resource
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench.loket import PRODUCT, Loket
+from bench.procs import Watch, listening_pid
+from loket_contracts import events as ev
+from loket_contracts.envelope import Envelope
+from loket_contracts.topics import BOOKINGS, CALENDAR
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    if not xs:
+        return {}
+
+    def at(q: float) -> float:
+        return round(1000 * xs[max(0, math.ceil(q * len(xs)) - 1)], 1)
+
+    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": at(1)}
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def free_starts(loket: Loket, location: str) -> list[dict[str, str]]:
+    today = dt.date.today()
+    r = httpx.get(
+        f"{loket.url}/api/v1/availability",
+        params={"product": PRODUCT, "location": location, "from": str(today), "to": str(today + dt.timedelta(61))},
+        timeout=30,
+    )
+    r.raise_for_status()
+    slots: list[dict[str, str]] = r.json()["slots"]
+    return slots
+
+
+async def produce(bootstrap: str, location: str, starts: list[dict[str, str]], n: int) -> tuple[int, int, int]:
+    """n booking-requested events for one location, as the booking service would publish them.
+    Returns (partition, first offset, end offset)."""
+    now = dt.datetime.now(dt.UTC)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024, acks="all")
+    await producer.start()
+    try:
+        futures = []
+        for i in range(n):
+            slot = starts[i % len(starts)]
+            booking_id = str(uuid.uuid4())
+            event = ev.BookingRequested(
+                booking_id=booking_id,
+                location_id=location,
+                product_id=PRODUCT,
+                start=dt.datetime.fromisoformat(slot["start"]),
+                end=dt.datetime.fromisoformat(slot["end"]),
+                person=ev.PersonName(given_name="Bench", family_name=f"Allocator-{i}"),
+                language="en",
+                requested_at=now,
+            )
+            env = Envelope(
+                type=event.TYPE, source="loket/booking", subject=booking_id, data=event.model_dump(mode="json")
+            )
+            futures.append(
+                await producer.send(
+                    BOOKINGS.name, value=env.kafka_value(), key=location.encode(), headers=env.kafka_headers()
+                )
+            )
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    partitions = {m.partition for m in metas}
+    assert len(partitions) == 1, partitions
+    return metas[0].partition, metas[0].offset, metas[-1].offset + 1
+
+
+async def poll_offset(dsn: str, partition: int, first: int, end: int, timeout: float) -> dict[str, Any]:
+    """Follow calendar-allocator's committed offset in PostgreSQL until it reaches `end`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        seen: list[tuple[float, int]] = []
+        while True:
+            off = await conn.fetchval(
+                "SELECT next_offset FROM consumer_offsets WHERE consumer_group = 'calendar-allocator'"
+                " AND topic = $1 AND partition = $2",
+                BOOKINGS.name,
+                partition,
+            )
+            t = time.perf_counter() - t0
+            if off is not None and off > first and (not seen or off != seen[-1][1]):
+                seen.append((t, off))
+            if off is not None and off >= end:
+                break
+            if t > timeout:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+    return {"samples": seen, "elapsed": time.perf_counter() - t0}
+
+
+def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout: float = 600) -> dict[str, Any]:
+    """Stop the calendar, fill loket.bookings with n requests for one fresh location, start the calendar
+    and time how fast its allocator's offset (in PostgreSQL) reaches the end of the topic."""
+    assert loket.stack is not None
+    location = loket.take_location()
+    starts = free_starts(loket, location)
+    if over_slots:
+        starts = starts[:over_slots]
+    bootstrap = f"127.0.0.1:{loket.config.kafka}"
+    loket.stack.stop_process("calendar")
+    t = time.perf_counter()
+    partition, first, end = asyncio.run(produce(bootstrap, location, starts, n))
+    produce_s = time.perf_counter() - t
+    dsn = loket.dsn("calendar")
+    t_spawn = time.perf_counter()
+    loket.stack.up_services(timeout=120)  # starts only what is not running: the calendar
+    ready_s = time.perf_counter() - t_spawn
+    pid = loket.pids()["calendar"]
+    pg = listening_pid(loket.config.postgres)
+    groups = {"calendar": pid, **({"postgres": pg} if pg else {})}
+    with Watch(groups, with_children={"postgres"}) as watch:
+        polled = asyncio.run(poll_offset(dsn, partition, first, end, timeout))
+    total_s = ready_s + polled["elapsed"]
+    samples = polled["samples"]
+    done = samples[-1][1] if samples else first
+    # steady state: from the first committed batch to the end (start-up and the first fetch excluded)
+    if len(samples) >= 2:
+        (t1, o1), (t2, o2) = samples[0], samples[-1]
+        steady = (o2 - o1) / (t2 - t1) if t2 > t1 else None
+    else:
+        steady = None
+
+    async def outcomes() -> dict[str, int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            reserved = await conn.fetchval("SELECT count(*) FROM reservations WHERE location_id = $1", location)
+        finally:
+            await conn.close()
+        return {"reserved": reserved, "rejected": n - reserved}
+
+    return {
+        "label": label,
+        "location": location,
+        "requests": n,
+        "distinct_starts": len(starts),
+        "partition": partition,
+        "produce_s": round(produce_s, 2),
+        "calendar_ready_s": round(ready_s, 2),
+        "decided": done - first,
+        "complete": done >= end,
+        "drain_s_after_ready": round(polled["elapsed"], 2),
+        "decisions_per_s_including_startup": round(n / total_s, 1),
+        "decisions_per_s_after_ready": round((done - first) / polled["elapsed"], 1) if polled["elapsed"] else None,
+        "decisions_per_s_steady": round(steady, 1) if steady else None,
+        "batches_seen": len(samples),
+        **asyncio.run(outcomes()),
+        "processes": watch.summary(),
+    }
+
+
+async def _availability(url: str, concurrency: int, requests: int, days: int) -> dict[str, Any]:
+    today = dt.date.today()
+    params = {"product": "residence-card", "from": str(today), "to": str(today + dt.timedelta(days=days - 1))}
+    lat: list[float] = []
+    status: dict[str, int] = {}
+    sizes: list[int] = []
+    todo = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+        async with s.get(url + "/api/v1/availability", params=params) as r:  # warm-up, and the answer's size
+            body = await r.read()
+            warm_status = r.status
+
+        async def worker() -> None:
+            for _ in todo:
+                t = time.perf_counter()
+                try:
+                    async with s.get(url + "/api/v1/availability", params=params) as r:
+                        data = await r.read()
+                        st = str(r.status)
+                        sizes.append(len(data))
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    st = type(e).__name__
+                lat.append(time.perf_counter() - t)
+                status[st] = status.get(st, 0) + 1
+
+        c0, t0 = cpu(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall, cpu_s = time.perf_counter() - t0, cpu() - c0
+    import json
+
+    slots = len(json.loads(body)["slots"]) if warm_status == 200 else None
+    return {
+        "query": params,
+        "slots_in_answer": slots,
+        "answer_bytes": len(body),
+        "requests": requests,
+        "concurrency": concurrency,
+        "rps": round(requests / wall, 1),
+        "status": status,
+        "latency_ms": percentiles(lat),
+        "client_cpu_pct": round(100 * cpu_s / wall),
+    }
+
+
+def availability(loket: Loket, concurrency: int, requests: int, days: int = 60) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    pids = loket.pids()
+    for name, url in (
+        ("via_gateway", loket.url),
+        ("calendar_direct", f"http://127.0.0.1:{loket.config.calendar}"),
+    ):
+        groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
+        with Watch(groups) as watch:
+            out[name] = asyncio.run(_availability(url, concurrency, requests, days))
+        out[name]["processes"] = watch.summary()
+    return out
+
+
+def availability_once(loket: Loket, concurrency: int, requests: int, days: int = 60) -> dict[str, Any]:
+    return asyncio.run(_availability(loket.url, concurrency, requests, days))
+
+
+def topic_events(bootstrap: str) -> int:
+    async def count() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            total = 0
+            for topic in (BOOKINGS, CALENDAR):
+                tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+                ends = await consumer.end_offsets(tps)
+                begins = await consumer.beginning_offsets(tps)
+                total += sum(ends[tp] - begins[tp] for tp in tps)
+            return total
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
+def rebuild(loket: Loket, timeout: float = 600) -> dict[str, Any]:
+    """POST /api/v1/ops/projections/agenda/rebuild (role ops); skipped with a note when absent."""
+    token = loket.token("ops")
+    headers = {"Authorization": f"Bearer {token}"}
+    path = "/api/v1/ops/projections/agenda/rebuild"
+    events_in_topics = topic_events(f"127.0.0.1:{loket.config.kafka}")
+    pids = loket.pids()
+    pg = listening_pid(loket.config.postgres)
+    groups = {"calendar": pids["calendar"], **({"postgres": pg} if pg else {})}
+    with httpx.Client(base_url=loket.url, headers=headers, timeout=timeout) as client:
+        with Watch(groups, with_children={"postgres"}) as watch:
+            t0 = time.perf_counter()
+            r = client.post(path)
+            if r.status_code in (404, 405, 501):
+                return {
+                    "skipped": f"{path} answered {r.status_code}: not built yet",
+                    "events_in_topics": events_in_topics,
+                }
+            body: Any = r.json() if r.headers.get("content-type", "").endswith("json") else r.text
+            # an asynchronous rebuild (202): poll its status until it says it is done
+            while r.status_code == 202 and time.perf_counter() - t0 < timeout:
+                time.sleep(0.2)
+                r = client.get(path)
+                body = r.json() if r.headers.get("content-type", "").endswith("json") else r.text
+                if isinstance(body, dict) and str(body.get("status", "")).lower() in (
+                    "done",
+                    "finished",
+                    "complete",
+                    "completed",
+                ):
+                    break
+            wall = time.perf_counter() - t0
+    counted = None
+    if isinstance(body, dict):
+        for key in ("events", "events_applied", "applied", "replayed", "count", "processed"):
+            if isinstance(body.get(key), int):
+                counted = body[key]
+                break
+    events = counted if counted is not None else events_in_topics
+    return {
+        "status": r.status_code,
+        "response": body,
+        "wall_s": round(wall, 3),
+        "events": events,
+        "events_counted_by": "response" if counted is not None else "end offsets of loket.bookings + loket.calendar",
+        "events_per_s": round(events / wall, 1) if wall else None,
+        "processes": watch.summary(),
+    }
