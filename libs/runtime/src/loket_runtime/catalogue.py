@@ -49,8 +49,10 @@ class CatalogueView:
     desks: dict[str, ev.DeskDefined] = field(default_factory=dict)
     schedules: dict[str, ev.SchedulePublished] = field(default_factory=dict)
     closures: dict[str, ev.ClosureDeclared] = field(default_factory=dict)
+    generation: int = 0  # raised on every change, so caches built from the view know when to drop
 
     def apply(self, event: ev.Event) -> None:
+        self.generation += 1
         match event:
             case ev.ProductDefined():
                 self.products[event.product_id] = event
@@ -70,6 +72,7 @@ class CatalogueView:
                 self.closures.pop(event.closure_id, None)
 
     def replace_with(self, other: CatalogueView) -> None:
+        self.generation += 1
         for name in ("products", "locations", "desks", "schedules", "closures"):
             mapping = getattr(self, name)
             mapping.clear()

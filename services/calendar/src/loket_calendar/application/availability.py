@@ -30,19 +30,42 @@ class FreeStart:
 
 @dataclass
 class _Entry:
-    version: int
+    version: tuple[int, int]  # (catalogue generation, location version) when computed
     computed_at: float
     starts: list[FreeStart]
 
 
 class AvailabilityCache:
-    def __init__(self, view: CatalogueView, ttl_seconds: float = 2.0) -> None:
+    def __init__(self, view: CatalogueView, ttl_seconds: float = 2.0, answer_ttl_seconds: float = 1.0) -> None:
         self.view = view
         self.ttl = ttl_seconds
+        self.answer_ttl = answer_ttl_seconds
         self._versions: dict[str, int] = defaultdict(int)
         self._entries: dict[tuple[str, str, date], _Entry] = {}
+        # Whole serialised answers: in a release storm thousands ask the very same question.
+        self._answers: dict[tuple[object, ...], tuple[tuple[int, ...], float, bytes]] = {}
         self.hits = 0
         self.misses = 0
+
+    def cached_answer(self, key: tuple[object, ...], locations: list[str]) -> bytes | None:
+        found = self._answers.get(key)
+        if found is None:
+            return None
+        versions, made_at, body = found
+        if versions != self.versions(locations) or time.monotonic() - made_at > self.answer_ttl:
+            return None
+        return body
+
+    def keep_answer(
+        self, key: tuple[object, ...], locations: list[str], versions: tuple[int, ...], body: bytes
+    ) -> None:
+        if len(self._answers) > 2_000:
+            self._answers.clear()
+        self._answers[key] = (versions, time.monotonic(), body)
+
+    def versions(self, locations: list[str]) -> tuple[int, ...]:
+        """What an answer about these locations depends on: the catalogue and each location's changes."""
+        return (self.view.generation, *(self._versions[loc] for loc in locations))
 
     def invalidate(self, location_id: str) -> None:
         self._versions[location_id] += 1
@@ -51,6 +74,7 @@ class AvailabilityCache:
         for location_id in list(self._versions):
             self._versions[location_id] += 1
         self._entries.clear()
+        self._answers.clear()
 
     async def free(
         self,
@@ -66,11 +90,17 @@ class AvailabilityCache:
         for loc in locations:
             for day in days:
                 entry = self._entries.get((loc, product_id, day))
-                if entry is None or entry.version != self._versions[loc] or clock - entry.computed_at > self.ttl:
+                if (
+                    entry is None
+                    or entry.version != (self.view.generation, self._versions[loc])
+                    or clock - entry.computed_at > self.ttl
+                ):
                     missing[loc].append(day)
         self.misses += sum(len(d) for d in missing.values())
         self.hits += len(locations) * len(days) - sum(len(d) for d in missing.values())
         if missing:
+            if len(self._entries) > 100_000:  # days long past pile up otherwise
+                self._entries.clear()
             await self._compute(conn, product_id, missing, clock)
         product = self.view.products.get(product_id)
         if product is None:
@@ -92,7 +122,7 @@ class AvailabilityCache:
     ) -> None:
         first = min(min(days) for days in missing.values())
         last = max(max(days) for days in missing.values())
-        versions = {loc: self._versions[loc] for loc in missing}
+        versions = {loc: (self.view.generation, self._versions[loc]) for loc in missing}
         taken = await store.taken_in_range(
             conn, list(missing), local(first, "00:00"), local(last + timedelta(days=1), "00:00"), datetime.now(BRUSSELS)
         )

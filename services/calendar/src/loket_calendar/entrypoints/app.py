@@ -152,9 +152,15 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             if location
             else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
         )
+        cache = allocator.cache
+        key = (product, location, from_, to)
+        cached = cache.cached_answer(key, locations)
+        if cached is not None:
+            return Response(cached, media_type="application/json")
+        versions = cache.versions(locations)  # before reading: a change meanwhile makes the answer stale
         now = datetime.now(UTC)
         days = [from_ + timedelta(days=n) for n in range((to - from_).days + 1)]
-        free = await allocator.cache.free(runtime.pool, product, locations, days, now)
+        free = await cache.free(runtime.pool, product, locations, days, now)
         slots: list[dict[str, str]] = []
         for day in days:
             for loc in locations:
@@ -165,10 +171,9 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
                         else {"start": s.start_text, "end": s.end_text, "location": loc}
                     )
         # Serialised directly: thousands of slots need no second validation pass.
-        return Response(
-            orjson.dumps({"product": product, "location": location, "slots": slots}),
-            media_type="application/json",
-        )
+        body = orjson.dumps({"product": product, "location": location, "slots": slots})
+        cache.keep_answer(key, locations, versions, body)
+        return Response(body, media_type="application/json")
 
     @app.get("/api/v1/agenda/{location}", tags=["agenda"], summary="The agenda of a counter for one day")
     async def get_agenda(
