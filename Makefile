@@ -1,12 +1,12 @@
 # Loket: the two commands a new user needs are `make up` and `make test`.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := $(UV) run --frozen
 
 .PHONY: up down reset status test lint unit contracts bench install browser
 
 install:  ## install uv (if missing) and every Python dependency from the lock file
-	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --python 3.11 --quiet
 
 up: install  ## start the whole stack with the Ghent demo data (foreground; Ctrl-C stops it)
