@@ -31,7 +31,7 @@ from loket_contracts.topics import DEAD_LETTERS
 from loket_contracts.upcasting import UnknownEventType, parse_event
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import bound, get_logger
-from loket_runtime.outbox import Outbox
+from loket_runtime.outbox import BufferedOutbox, Outbox
 
 log = get_logger(__name__)
 
@@ -184,7 +184,9 @@ class PartitionBatchConsumer:
             fresh = [r for r in records if r.offset >= next_offset]
             if not fresh:
                 return next_offset
-            ctx = HandlerContext(conn=conn, outbox=self.outbox)
+            # Fast path: the handlers' records are written in one statement at the end of the batch.
+            outbox = self.outbox if careful else BufferedOutbox()
+            ctx = HandlerContext(conn=conn, outbox=outbox)
             deliveries = await self._decode_all(ctx, fresh)
             applied_ids = await self._already_processed(conn, [d.envelope.id for d in deliveries])
             done: list[Delivery] = []
@@ -196,6 +198,8 @@ class PartitionBatchConsumer:
                     done.append(delivery)
             if self.before_commit is not None:
                 await self.before_commit(ctx, done)
+            if isinstance(outbox, BufferedOutbox):
+                await outbox.flush(conn)
             if done:
                 await conn.executemany(
                     "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

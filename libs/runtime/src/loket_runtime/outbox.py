@@ -29,27 +29,46 @@ RELAY_LOCK = 7_400_002
 log = get_logger(__name__)
 
 
+OutboxRow = tuple[str, str, list[list[str]], bytes]
+
+INSERT_OUTBOX = "INSERT INTO outbox (topic, key, headers, value) VALUES ($1, $2, $3, $4)"
+
+
 class Outbox:
+    """Writes records in the caller's transaction; the table's trigger wakes the relay on commit."""
+
     async def add(self, conn: asyncpg.Connection, topic: str, key: str, envelopes: Iterable[Envelope]) -> None:
-        rows = [
-            (topic, key, [[name, value.decode()] for name, value in env.kafka_headers()], env.kafka_value())
-            for env in envelopes
-        ]
-        if not rows:
-            return
-        await conn.executemany("INSERT INTO outbox (topic, key, headers, value) VALUES ($1, $2, $3, $4)", rows)
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        rows = [_row(topic, key, env.kafka_headers(), env.kafka_value()) for env in envelopes]
+        if rows:
+            await self.write(conn, rows)
 
     async def add_raw(
         self, conn: asyncpg.Connection, topic: str, key: str, headers: list[tuple[str, bytes]], value: bytes
     ) -> None:
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, headers, value) VALUES ($1, $2, $3, $4)",
-            topic,
-            key,
-            [[name, raw.decode(errors="replace")] for name, raw in headers],
-            value,
-        )
+        await self.write(conn, [_row(topic, key, headers, value)])
+
+    async def write(self, conn: asyncpg.Connection, rows: list[OutboxRow]) -> None:
+        await conn.executemany(INSERT_OUTBOX, rows)
+
+
+class BufferedOutbox(Outbox):
+    """Collects a whole consumer batch's records and writes them in one statement before the
+    batch commits (`flush`): one round trip per batch instead of one per event. Order is kept."""
+
+    def __init__(self) -> None:
+        self.rows: list[OutboxRow] = []
+
+    async def write(self, conn: asyncpg.Connection, rows: list[OutboxRow]) -> None:
+        self.rows.extend(rows)
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if self.rows:
+            await conn.executemany(INSERT_OUTBOX, self.rows)
+            self.rows.clear()
+
+
+def _row(topic: str, key: str, headers: list[tuple[str, bytes]], value: bytes) -> OutboxRow:
+    return (topic, key, [[name, raw.decode(errors="replace")] for name, raw in headers], value)
 
 
 class OutboxRelay:
