@@ -36,7 +36,7 @@ def lab(live: RunningStack) -> Iterator[dict[str, Any]]:
             {
                 "name": NAME,
                 "description": NAME,
-                "duration_minutes": 10,
+                "duration_minutes": 1,  # one minute: no slot near midnight runs past the day's end
                 "min_notice_hours": 0,
                 "max_days_ahead": 2,
             },
@@ -71,7 +71,7 @@ def next_start(minutes_ahead: int) -> datetime:
     if (start - now).total_seconds() < 3:
         start += timedelta(minutes=1)
     midnight = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), BRUSSELS)
-    if start + timedelta(minutes=10) > midnight:  # the desk's hours end at 24:00: no slot runs past it
+    if start + timedelta(minutes=1) > midnight:  # the desk's hours end at 24:00: no slot runs past it
         start = midnight
     return start
 
