@@ -440,6 +440,43 @@ KINDS = (
 )
 
 
+def confirmed(
+    booking: str,
+    start: datetime,
+    language: str,
+    by: str = "calendar",
+    location: str = "migration-counter",
+    product: str = "residence-card",
+) -> ev.BookingConfirmed:
+    """A confirmed 20-minute appointment at desk d1."""
+    return ev.BookingConfirmed(
+        booking_id=booking,
+        location_id=location,
+        product_id=product,
+        desk_id="d1",
+        start=start,
+        end=start + timedelta(minutes=20),
+        confirmed_by=by,
+        language=language,  # type: ignore[arg-type]
+    )
+
+
+def held(
+    booking: str, start: datetime, language: str, expires: datetime, location: str = "migration-counter"
+) -> ev.BookingHeld:
+    """A 45-minute long-stay appointment held at desk d1 until `expires`."""
+    return ev.BookingHeld(
+        booking_id=booking,
+        location_id=location,
+        product_id="long-stay",
+        desk_id="d1",
+        start=start,
+        end=start + timedelta(minutes=45),
+        hold_expires_at=expires,
+        language=language,  # type: ignore[arg-type]
+    )
+
+
 @dataclass
 class Matrix:
     bookings: dict[tuple[str, str], str]
@@ -460,33 +497,15 @@ async def matrix(service: Service, producer: AIOKafkaProducer) -> Matrix:
         b = bookings[("please-confirm", lang)] = new_booking(lang)
         await publish(
             producer,
-            ev.BookingHeld(
-                booking_id=b,
-                location_id=loc,
-                product_id="long-stay",
-                desk_id="d1",
-                start=start,
-                end=start + timedelta(minutes=45),
-                hold_expires_at=later(minutes=30),
-                language=lang,
-            ),
+            held(b, start, lang, expires=later(minutes=30), location=loc),
         )
         # confirmed (twice: a redelivery with a new event id); moved and cancelled below
         b = new_booking(lang)
         for kind in ("confirmation", "rescheduled", "cancellation"):
             bookings[(kind, lang)] = b
-        confirmed = ev.BookingConfirmed(
-            booking_id=b,
-            location_id=loc,
-            product_id=product,
-            desk_id="d1",
-            start=start,
-            end=start + timedelta(minutes=20),
-            confirmed_by="calendar",
-            language=lang,
-        )
-        await publish(producer, confirmed)
-        await publish(producer, confirmed)
+        first = confirmed(b, start, lang, by="calendar", location=loc, product=product)
+        await publish(producer, first)
+        await publish(producer, first)
         b = bookings[("rejection", lang)] = new_booking(lang)
         await publish(
             producer,
@@ -507,16 +526,7 @@ async def matrix(service: Service, producer: AIOKafkaProducer) -> Matrix:
         b = bookings[("expired", lang)] = new_booking(lang)
         await publish(
             producer,
-            ev.BookingHeld(
-                booking_id=b,
-                location_id=loc,
-                product_id="long-stay",
-                desk_id="d1",
-                start=start,
-                end=start + timedelta(minutes=45),
-                hold_expires_at=later(minutes=30),
-                language=lang,
-            ),
+            held(b, start, lang, expires=later(minutes=30), location=loc),
         )
         await publish(
             producer,
@@ -527,31 +537,13 @@ async def matrix(service: Service, producer: AIOKafkaProducer) -> Matrix:
         r_start = later(hours=24, seconds=4)
         await publish(
             producer,
-            ev.BookingConfirmed(
-                booking_id=b,
-                location_id=loc,
-                product_id=product,
-                desk_id="d1",
-                start=r_start,
-                end=r_start + timedelta(minutes=20),
-                confirmed_by="resident",
-                language=lang,
-            ),
+            confirmed(b, r_start, lang, by="resident", location=loc, product=product),
         )
         b = bookings[("reminder-sms", lang)] = new_booking(lang)
         s_start = later(hours=2, seconds=4)
         await publish(
             producer,
-            ev.BookingConfirmed(
-                booking_id=b,
-                location_id=loc,
-                product_id=product,
-                desk_id="d1",
-                start=s_start,
-                end=s_start + timedelta(minutes=20),
-                confirmed_by="resident",
-                language=lang,
-            ),
+            confirmed(b, s_start, lang, by="resident", location=loc, product=product),
         )
     for step, version in (("confirmation", 0), ("rescheduled", 1)):
         for lang in LANGUAGES:
@@ -786,16 +778,7 @@ async def test_smtp_refusing_then_accepting_delivers_once(
     start = later(days=2)
     await publish(
         producer,
-        ev.BookingConfirmed(
-            booking_id=booking,
-            location_id="sc-zuid",
-            product_id="residence-card",
-            desk_id="d1",
-            start=start,
-            end=start + timedelta(minutes=20),
-            confirmed_by="calendar",
-            language="nl",
-        ),
+        confirmed(booking, start, "nl", by="calendar", location="sc-zuid", product="residence-card"),
     )
 
     async def sent() -> dict[str, Any] | None:
@@ -861,16 +844,7 @@ async def test_unknown_booking_fails_at_once_and_no_address_is_skipped(
     for booking in (unknown, no_email):
         await publish(
             producer,
-            ev.BookingConfirmed(
-                booking_id=booking,
-                location_id="sc-zuid",
-                product_id="residence-card",
-                desk_id="d1",
-                start=start,
-                end=start + timedelta(minutes=20),
-                confirmed_by="calendar",
-                language="en",
-            ),
+            confirmed(booking, start, "en", by="calendar", location="sc-zuid", product="residence-card"),
         )
 
     async def finished(booking: str) -> dict[str, Any] | None:
@@ -906,16 +880,7 @@ async def test_crash_between_send_and_record_gives_one_email(
         await service.start(crash_point=crash_at(stage, booking))
         await publish(
             producer,
-            ev.BookingConfirmed(
-                booking_id=booking,
-                location_id="migration-counter",
-                product_id="residence-card",
-                desk_id="d1",
-                start=start,
-                end=start + timedelta(minutes=20),
-                confirmed_by="calendar",
-                language="en",
-            ),
+            confirmed(booking, start, "en", by="calendar", location="migration-counter", product="residence-card"),
         )
         await eventually(lambda b=booking: b in crashed)
         row = await service.delivery(booking, "confirmation")
@@ -948,16 +913,7 @@ async def test_reminder_due_during_downtime_is_sent_late(
     start = later(hours=24, seconds=3)
     await publish(
         producer,
-        ev.BookingConfirmed(
-            booking_id=booking,
-            location_id="migration-counter",
-            product_id="residence-card",
-            desk_id="d1",
-            start=start,
-            end=start + timedelta(minutes=20),
-            confirmed_by="calendar",
-            language="nl",
-        ),
+        confirmed(booking, start, "nl", by="calendar", location="migration-counter", product="residence-card"),
     )
     row = await eventually(lambda: service.delivery(booking, "reminder"))
     assert row["status"] == "pending"
@@ -1002,16 +958,7 @@ async def test_cancelled_booking_gets_no_reminder(service: Service, infra: Infra
     start = later(hours=24, seconds=2)
     await publish(
         producer,
-        ev.BookingConfirmed(
-            booking_id=booking,
-            location_id="migration-counter",
-            product_id="residence-card",
-            desk_id="d1",
-            start=start,
-            end=start + timedelta(minutes=20),
-            confirmed_by="calendar",
-            language="en",
-        ),
+        confirmed(booking, start, "en", by="calendar", location="migration-counter", product="residence-card"),
     )
     await publish(
         producer,
@@ -1181,16 +1128,7 @@ async def test_two_instances_share_the_work_without_duplicates(
         for i, booking in enumerate(bookings):  # spread over the partitions (keyed by location)
             await publish(
                 producer,
-                ev.BookingConfirmed(
-                    booking_id=booking,
-                    location_id=f"loc-{i}",
-                    product_id="residence-card",
-                    desk_id="d1",
-                    start=start,
-                    end=start + timedelta(minutes=20),
-                    confirmed_by="calendar",
-                    language="en",
-                ),
+                confirmed(booking, start, "en", by="calendar", location=f"loc-{i}", product="residence-card"),
             )
         for booking in bookings:
             await eventually(lambda b=booking: mails(infra, b, "confirmation"))
