@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from loket_runtime.auth import JwtVerifier
 from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_view
-from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.consumer import Handler, PartitionBatchConsumer
 from loket_runtime.db import create_pool, migrate
 from loket_runtime.kafka import make_producer
 from loket_runtime.logging import bind, configure_logging, get_logger, unbind
@@ -68,6 +68,16 @@ class ServiceRuntime:
 
     def add_consumer(self, factory: ConsumerFactory) -> None:
         self.consumer_factories.append(factory)
+
+    def consume(self, group_id: str, topics: list[str], handlers: dict[str, Handler], **options: Any) -> None:
+        """A consumer group of this service, with the broker and batch size from the settings."""
+        s = self.settings
+        options.setdefault("batch_size", s.consumer_batch_size)
+        self.add_consumer(
+            lambda pool: PartitionBatchConsumer(
+                pool=pool, bootstrap=s.kafka_bootstrap, group_id=group_id, topics=topics, handlers=handlers, **options
+            )
+        )
 
     def add_task(self, factory: TaskFactory) -> None:
         self.task_factories.append(factory)

@@ -33,7 +33,6 @@ from loket_contracts.ids import new_event_id
 from loket_contracts.topics import CALENDAR, CATALOGUE
 from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
-from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import get_logger
 from loket_runtime.notify import Waiters
@@ -116,25 +115,8 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
 
     runtime.keep_catalogue_view(view)
-    runtime.add_consumer(
-        lambda pool: PartitionBatchConsumer(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id="booking-decisions",
-            topics=[CALENDAR.name],
-            handlers=service.handlers(),
-            batch_size=settings.consumer_batch_size,
-        )
-    )
-    runtime.add_consumer(
-        lambda pool: PartitionBatchConsumer(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id="booking-closures",
-            topics=[CATALOGUE.name],
-            handlers={ev.ClosureDeclared.TYPE: service.on_closure},
-        )
-    )
+    runtime.consume("booking-decisions", [CALENDAR.name], service.handlers())
+    runtime.consume("booking-closures", [CATALOGUE.name], {ev.ClosureDeclared.TYPE: service.on_closure})
 
     async def listen(_: ServiceRuntime) -> None:
         await waiters.run()

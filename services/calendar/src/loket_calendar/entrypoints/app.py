@@ -22,7 +22,6 @@ from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
 from loket_runtime.auth import Principal, require_role
-from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -68,27 +67,8 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     listeners: set[asyncio.Queue[str]] = set()
 
     runtime.keep_catalogue_view(view)
-    runtime.add_consumer(
-        lambda pool: PartitionBatchConsumer(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id="calendar-allocator",
-            topics=[BOOKINGS.name],
-            handlers=allocator.handlers(),
-            batch_size=settings.consumer_batch_size,
-        )
-    )  # type: ignore[arg-type]
-    runtime.add_consumer(
-        lambda pool: PartitionBatchConsumer(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id=AGENDA_GROUP,
-            topics=[BOOKINGS.name, CALENDAR.name],
-            handlers=agenda.handlers(),
-            batch_size=settings.consumer_batch_size,
-            before_commit=agenda.before_commit,
-        )
-    )
+    runtime.consume("calendar-allocator", [BOOKINGS.name], allocator.handlers())
+    runtime.consume(AGENDA_GROUP, [BOOKINGS.name, CALENDAR.name], agenda.handlers(), before_commit=agenda.before_commit)
     runtime.add_consumer(
         lambda pool: DeadLetterCollector(
             pool=pool,

@@ -34,7 +34,6 @@ from loket_notifications.domain.keys import token_matches, waitlist_token
 from loket_notifications.domain.planning import ReminderPolicy, ReminderRule, rules_from_config
 from loket_notifications.domain.retry import RetryPolicy
 from loket_runtime.auth import Principal, require_role
-from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
@@ -207,16 +206,11 @@ def build_app(
         catalogue,
         sender.wake,
     )
-    runtime.add_consumer(
-        lambda pool: PartitionBatchConsumer(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id=settings.consumer_group,
-            topics=[BOOKINGS.name, CALENDAR.name],
-            handlers=planner.handlers(),
-            batch_size=settings.consumer_batch_size,
-            client_id=f"{settings.consumer_group}-{settings.instance_id}",
-        )
+    runtime.consume(
+        settings.consumer_group,
+        [BOOKINGS.name, CALENDAR.name],
+        planner.handlers(),
+        client_id=f"{settings.consumer_group}-{settings.instance_id}",
     )
 
     async def send_loop(rt: ServiceRuntime) -> None:
