@@ -18,7 +18,10 @@ import yaml
 from bench import BENCH, REPO
 from loket_stack.runner import Stack, StackConfig, StackError
 
-DATA = REPO / ".data" / "bench"
+# LOKET_BENCH_PORT_BASE moves the benchmark's stack (ports base+0 ... base+104, data dir) so two
+# benchmarks can run side by side; the default is 23000 and .data/bench.
+PORT_BASE = int(os.environ.get("LOKET_BENCH_PORT_BASE", "23000"))
+DATA = REPO / ".data" / ("bench" if PORT_BASE == 23000 else f"bench-{PORT_BASE}")
 PRODUCT = "bench-card"
 SERVICES = ("catalogue", "booking", "calendar", "notifications")
 PYTHON_PROCS = ("gateway", *SERVICES, "sinks")
@@ -43,16 +46,16 @@ def merged_seed(path: Path) -> Path:
 def config(extra_env: dict[str, str] | None = None) -> StackConfig:
     return StackConfig(
         data=DATA,
-        gateway=23000,
-        catalogue=23101,
-        booking=23102,
-        calendar=23103,
-        notifications=23104,
-        sms=23105,
-        smtp=23025,
-        postgres=23433,
-        kafka=23092,
-        kafka_controller=23093,
+        gateway=PORT_BASE,
+        catalogue=PORT_BASE + 101,
+        booking=PORT_BASE + 102,
+        calendar=PORT_BASE + 103,
+        notifications=PORT_BASE + 104,
+        sms=PORT_BASE + 105,
+        smtp=PORT_BASE + 25,
+        postgres=PORT_BASE + 433,
+        kafka=PORT_BASE + 92,
+        kafka_controller=PORT_BASE + 93,
         seed_file=DATA / "seed.yaml",
         extra_env=dict(extra_env or {}),
     )
