@@ -6,16 +6,27 @@ reservation at the location changes, so it is cached per (location, product, day
 when the allocator changes that location (`invalidate`), or after `ttl` seconds at most (for
 changes made by another calendar instance, and for held-back slots coming back). The booking
 window moves with the clock, so it is applied when an entry is read, never stored.
+
+Whole answers (`answer`) are kept too, serialised and gzip-compressed once, with a validator
+(ETag) taken from their bytes: the API then only writes bytes. An answer is served while every
+location it covers keeps the version it was computed at (the allocator's `invalidate` moves it
+on each decision) and for `answer_ttl` seconds at most. Requests that miss together share one
+computation, but only with a computation that started after the last change they depend on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import asyncpg
+import orjson
 
 from loket_calendar.adapters import store
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, Interval, free_starts, local, local_day
@@ -35,6 +46,33 @@ class _Entry:
     starts: list[FreeStart]
 
 
+AnswerKey = tuple[str, str | None, str, str]  # (product, location or None for all, from, to) as in the query
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One availability answer, ready to be written: plain JSON and gzip, and its validator."""
+
+    key: AnswerKey
+    locations: tuple[str, ...]
+    versions: tuple[int, ...]  # read before the data: a change meanwhile makes it stale at once
+    made_at: float  # time.monotonic() before the data was read
+    body: bytes
+    gzip: bytes
+    etag: str  # weak: the gzip and the plain answer are the same content
+
+
+GZIP_LEVEL = 6  # 911 KB -> 39 KB in ~6 ms (off the event loop)
+GZIP_LEVEL_CHURN = 1  # -> 66 KB in ~1.5 ms, when the previous answer was replaced by a change before its TTL ran out
+
+
+def _pack(body: bytes, level: int) -> tuple[bytes, str]:
+    """gzip and a validator of the plain bytes; zlib and hashlib release the GIL on large buffers."""
+    packer = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container, mtime 0 (the same bytes each time)
+    packed = packer.compress(body) + packer.flush()
+    return packed, f'W/"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
 class AvailabilityCache:
     def __init__(self, view: CatalogueView, ttl_seconds: float = 2.0, answer_ttl_seconds: float = 1.0) -> None:
         self.view = view
@@ -42,28 +80,95 @@ class AvailabilityCache:
         self.answer_ttl = answer_ttl_seconds
         self._versions: dict[str, int] = defaultdict(int)
         self._entries: dict[tuple[str, str, date], _Entry] = {}
-        # Whole serialised answers: in a release storm thousands ask the very same question.
-        self._answers: dict[tuple[object, ...], tuple[tuple[int, ...], float, bytes]] = {}
+        # Whole answers: in a release storm thousands ask the very same question.
+        self._answers: dict[AnswerKey, Answer] = {}
+        self._building: dict[tuple[AnswerKey, tuple[int, ...]], asyncio.Future[Answer]] = {}
         self.hits = 0
         self.misses = 0
+        self.answers_built = 0
 
-    def cached_answer(self, key: tuple[object, ...], locations: list[str]) -> bytes | None:
+    def fresh_answer(self, key: AnswerKey) -> Answer | None:
+        """The kept answer to this query if nothing it depends on changed and it is not too old."""
         found = self._answers.get(key)
-        if found is None:
+        if (
+            found is None
+            or time.monotonic() - found.made_at > self.answer_ttl
+            or found.versions != self.versions(found.locations)
+        ):
             return None
-        versions, made_at, body = found
-        if versions != self.versions(locations) or time.monotonic() - made_at > self.answer_ttl:
-            return None
-        return body
+        return found
 
-    def keep_answer(
-        self, key: tuple[object, ...], locations: list[str], versions: tuple[int, ...], body: bytes
-    ) -> None:
-        if len(self._answers) > 2_000:
-            self._answers.clear()
-        self._answers[key] = (versions, time.monotonic(), body)
+    async def answer(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        product_id: str,
+        location: str | None,
+        locations: list[str],
+        first: date,
+        last: date,
+        now: datetime,
+    ) -> Answer:
+        """`{product, location, slots: [{start, end, location?}]}` for the days first..last, as of `now`."""
+        key: AnswerKey = (product_id, location, first.isoformat(), last.isoformat())
+        found = self.fresh_answer(key)
+        if found is not None:
+            return found
+        versions = self.versions(locations)
+        flight = (key, versions)
+        building = self._building.get(flight)
+        if building is None:
+            building = asyncio.ensure_future(self._build(conn, key, locations, versions, first, last, now))
+            self._building[flight] = building
+            building.add_done_callback(lambda done: self._built(flight, done))
+        # shielded: a client that goes away does not cancel the answer the others wait for
+        return await asyncio.shield(building)
 
-    def versions(self, locations: list[str]) -> tuple[int, ...]:
+    def _built(self, flight: tuple[AnswerKey, tuple[int, ...]], done: asyncio.Future[Answer]) -> None:
+        self._building.pop(flight, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone
+
+    async def _build(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        key: AnswerKey,
+        locations: list[str],
+        versions: tuple[int, ...],
+        first: date,
+        last: date,
+        now: datetime,
+    ) -> Answer:
+        made_at = time.monotonic()
+        product_id, location = key[0], key[1]
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        free = await self.free(conn, product_id, locations, days, now)
+        slots: list[dict[str, str]] = []
+        for day in days:
+            for loc in locations:
+                for s in free[(loc, day)]:
+                    slots.append(
+                        {"start": s.start_text, "end": s.end_text}
+                        if location
+                        else {"start": s.start_text, "end": s.end_text, "location": loc}
+                    )
+        # Serialised directly: thousands of slots need no second validation pass.
+        body = orjson.dumps({"product": product_id, "location": location, "slots": slots})
+        previous = self._answers.get(key)
+        churn = previous is not None and made_at - previous.made_at < self.answer_ttl
+        level = GZIP_LEVEL_CHURN if churn else GZIP_LEVEL
+        if len(body) > 16_384:
+            packed, etag = await asyncio.to_thread(_pack, body, level)
+        else:
+            packed, etag = _pack(body, level)
+        answer = Answer(key, tuple(locations), versions, made_at, body, packed, etag)
+        self.answers_built += 1
+        if versions == self.versions(locations):  # else it is stale already: the waiters get it, nobody keeps it
+            if len(self._answers) > 2_000:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+    def versions(self, locations: Sequence[str]) -> tuple[int, ...]:
         """What an answer about these locations depends on: the catalogue and each location's changes."""
         return (self.view.generation, *(self._versions[loc] for loc in locations))
 

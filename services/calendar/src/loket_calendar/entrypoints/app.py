@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
 from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.application.availability import Answer, AnswerKey, AvailabilityCache
 from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
 from loket_calendar.entrypoints.ops import build_router
@@ -25,7 +28,7 @@ from loket_runtime.auth import Principal, require_role
 from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
-from loket_runtime.service import ServiceRuntime, create_app
+from loket_runtime.service import HTTP_LATENCY, HTTP_REQUESTS, ServiceRuntime, create_app
 from loket_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
@@ -58,6 +61,120 @@ def brussels(instant: datetime) -> str:
     return instant.astimezone(BRUSSELS).isoformat()
 
 
+# --- availability as bytes ---------------------------------------------------------------------
+
+AVAILABILITY_PATH = "/api/v1/availability"
+# The answer changes the moment a booking is decided: browsers and shared caches may keep it but
+# must ask again each time (a 304 when nothing changed), never show it on their own.
+CACHE_CONTROL = b"public, no-cache"
+_accepts_gzip: dict[str, bool] = {}
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """RFC 9110 12.5.3: gzip (or *) listed without q=0."""
+    known = _accepts_gzip.get(accept_encoding)
+    if known is not None:
+        return known
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[coding.strip()] = q
+    found = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+    if len(_accepts_gzip) < 256:  # browsers send a handful of distinct values
+        _accepts_gzip[accept_encoding] = found
+    return found
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
+
+
+def render_answer(
+    answer: Answer, accept_encoding: str, if_none_match: str | None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, raw headers and body of an availability answer for this client."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"vary", b"Accept-Encoding"),
+        (b"etag", answer.etag.encode()),
+        (b"cache-control", CACHE_CONTROL),
+    ]
+    if etag_matches(if_none_match, answer.etag):
+        return 304, headers, b""
+    if accepts_gzip(accept_encoding):
+        body = answer.gzip
+        headers.append((b"content-encoding", b"gzip"))
+    else:
+        body = answer.body
+    headers.append((b"content-length", str(len(body)).encode()))
+    return 200, headers, body
+
+
+class AvailabilityFastPath:
+    """Pure ASGI: `GET /api/v1/availability` with an answer already made is written straight away,
+    before FastAPI's routing, validation and the runtime's BaseHTTPMiddleware (which together cost
+    more than half the time of such a request). Everything else, every miss and every query in an
+    unusual form goes on to the app, which validates, builds and keeps the answer."""
+
+    def __init__(self, app: ASGIApp, cache: AvailabilityCache, service: str) -> None:
+        self.app = app
+        self.cache = cache
+        self.latency = HTTP_LATENCY.labels(service, "GET")
+        self.requests = {status: HTTP_REQUESTS.labels(service, "GET", str(status)) for status in (200, 304)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == AVAILABILITY_PATH and scope["method"] == "GET":
+            started = time.perf_counter()
+            key = answer_key(scope["query_string"])
+            answer = self.cache.fresh_answer(key) if key is not None else None
+            if answer is not None:
+                accept_encoding, if_none_match = "", None
+                for name, value in scope["headers"]:
+                    if name == b"accept-encoding":
+                        accept_encoding = value.decode("latin-1")
+                    elif name == b"if-none-match":
+                        if_none_match = value.decode("latin-1")
+                status, headers, body = render_answer(answer, accept_encoding, if_none_match)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                self.latency.observe(time.perf_counter() - started)
+                self.requests[status].inc()
+                return
+        await self.app(scope, receive, send)
+
+
+_QUERY_NAMES = {"product", "location", "from", "to"}
+
+
+def answer_key(query_string: bytes) -> AnswerKey | None:
+    """The cache key of a query given as the route's slow path would read it, or None to let it decide."""
+    try:
+        pairs = parse_qsl(query_string.decode("latin-1"), strict_parsing=True)
+    except ValueError:
+        return None
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= _QUERY_NAMES:
+        return None
+    product, first, last = params.get("product"), params.get("from"), params.get("to")
+    if product is None or first is None or last is None:
+        return None
+    return (product, params.get("location"), first, last)
+
+
 def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     settings = settings or CalendarSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
@@ -67,7 +184,13 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     listeners: set[asyncio.Queue[str]] = set()
 
     runtime.keep_catalogue_view(view)
-    runtime.consume("calendar-allocator", [BOOKINGS.name], allocator.handlers())
+    runtime.consume(
+        "calendar-allocator",
+        [BOOKINGS.name],
+        allocator.handlers(),
+        before_batch=allocator.before_batch,
+        before_commit=allocator.before_commit,
+    )
     runtime.consume(AGENDA_GROUP, [BOOKINGS.name, CALENDAR.name], agenda.handlers(), before_commit=agenda.before_commit)
     runtime.add_consumer(
         lambda pool: DeadLetterCollector(
@@ -109,11 +232,17 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
 
     @app.get(
         "/api/v1/availability",
-        response_model=AvailabilityOut,
         tags=["availability"],
         summary="Free start times for a product, at one location or all",
+        description="gzip when the client accepts it; a weak ETag, and 304 for a matching If-None-Match.",
+        response_class=Response,
+        responses={
+            200: {"model": AvailabilityOut, "description": "the free starts"},
+            304: {"description": "not modified since the ETag given in If-None-Match"},
+        },
     )
     async def availability(
+        request: Request,
         product: str,
         from_: Annotated[date, Query(alias="from")],
         to: date,
@@ -132,28 +261,17 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             if location
             else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
         )
-        cache = allocator.cache
-        key = (product, location, from_, to)
-        cached = cache.cached_answer(key, locations)
-        if cached is not None:
-            return Response(cached, media_type="application/json")
-        versions = cache.versions(locations)  # before reading: a change meanwhile makes the answer stale
-        now = datetime.now(UTC)
-        days = [from_ + timedelta(days=n) for n in range((to - from_).days + 1)]
-        free = await cache.free(runtime.pool, product, locations, days, now)
-        slots: list[dict[str, str]] = []
-        for day in days:
-            for loc in locations:
-                for s in free[(loc, day)]:
-                    slots.append(
-                        {"start": s.start_text, "end": s.end_text}
-                        if location
-                        else {"start": s.start_text, "end": s.end_text, "location": loc}
-                    )
-        # Serialised directly: thousands of slots need no second validation pass.
-        body = orjson.dumps({"product": product, "location": location, "slots": slots})
-        cache.keep_answer(key, locations, versions, body)
-        return Response(body, media_type="application/json")
+        answer = await allocator.cache.answer(runtime.pool, product, location, locations, from_, to, datetime.now(UTC))
+        status, headers, body = render_answer(
+            answer, request.headers.get("accept-encoding", ""), request.headers.get("if-none-match")
+        )
+        # Bytes as they are: no response model, no second validation of thousands of slots.
+        response = Response(body, status_code=status)
+        response.raw_headers = headers
+        return response
+
+    # Outside every other middleware: an answer already made goes out without FastAPI.
+    app.add_middleware(AvailabilityFastPath, cache=allocator.cache, service=settings.service_name)
 
     @app.get("/api/v1/agenda/{location}", tags=["agenda"], summary="The agenda of a counter for one day")
     async def get_agenda(
