@@ -9,6 +9,7 @@ import math
 import resource
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -174,42 +175,71 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
     }
 
 
-async def _availability(url: str, concurrency: int, requests: int, days: int) -> dict[str, Any]:
+# How the availability client reads the answer. A browser sends Accept-Encoding: gzip and inflates;
+# "raw" takes the same gzip bytes but does not inflate them (aiohttp auto_decompress=False), which
+# shows how much of the latency is the client's own inflating; "identity" asks for plain JSON.
+CLIENT_MODES: dict[str, dict[str, Any]] = {
+    "inflate": {"auto_decompress": True, "headers": {}},
+    "raw": {"auto_decompress": False, "headers": {}},
+    "identity": {"auto_decompress": True, "headers": {"Accept-Encoding": "identity"}},
+}
+
+
+async def _availability(
+    url: str, concurrency: int, requests: int, days: int, mode: str = "inflate", warmup: int = 100
+) -> dict[str, Any]:
     today = dt.date.today()
     params = {"product": "residence-card", "from": str(today), "to": str(today + dt.timedelta(days=days - 1))}
+    client = CLIENT_MODES[mode]
     lat: list[float] = []
     status: dict[str, int] = {}
     sizes: list[int] = []
-    todo = iter(range(requests))
+    encodings: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
-        async with s.get(url + "/api/v1/availability", params=params) as r:  # warm-up, and the answer's size
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=60),
+        auto_decompress=client["auto_decompress"],
+        headers=client["headers"],
+    ) as s:
+        # the answer's size (plain and as sent), from a request of its own
+        async with s.get(url + "/api/v1/availability", params=params, headers={"Accept-Encoding": "identity"}) as r:
             body = await r.read()
             warm_status = r.status
 
-        async def worker() -> None:
+        async def worker(todo: Iterator[int], record: bool) -> None:
             for _ in todo:
                 t = time.perf_counter()
                 try:
                     async with s.get(url + "/api/v1/availability", params=params) as r:
                         data = await r.read()
                         st = str(r.status)
-                        sizes.append(len(data))
+                        enc = r.headers.get("Content-Encoding", "identity")
                 except (aiohttp.ClientError, TimeoutError) as e:
-                    st = type(e).__name__
-                lat.append(time.perf_counter() - t)
-                status[st] = status.get(st, 0) + 1
+                    st, data, enc = type(e).__name__, b"", "-"
+                if record:
+                    lat.append(time.perf_counter() - t)
+                    status[st] = status.get(st, 0) + 1
+                    sizes.append(len(data))
+                    encodings[enc] = encodings.get(enc, 0) + 1
 
+        # warm-up: every connection opened and the caches filled before the clock starts
+        warm = iter(range(warmup))
+        await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+        todo = iter(range(requests))
         c0, t0 = cpu(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(todo, True) for _ in range(concurrency)))
         wall, cpu_s = time.perf_counter() - t0, cpu() - c0
     import json
 
     slots = len(json.loads(body)["slots"]) if warm_status == 200 else None
     return {
         "query": params,
+        "client": mode,
         "slots_in_answer": slots,
         "answer_bytes": len(body),
+        "bytes_read_per_answer": round(sum(sizes) / len(sizes)) if sizes else None,
+        "content_encoding": encodings,
         "requests": requests,
         "concurrency": concurrency,
         "rps": round(requests / wall, 1),
@@ -219,17 +249,21 @@ async def _availability(url: str, concurrency: int, requests: int, days: int) ->
     }
 
 
-def availability(loket: Loket, concurrency: int, requests: int, days: int = 60) -> dict[str, Any]:
+def availability(
+    loket: Loket, concurrency: int, requests: int, days: int = 60, modes: tuple[str, ...] = ("inflate", "raw")
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pids = loket.pids()
     for name, url in (
         ("via_gateway", loket.url),
         ("calendar_direct", f"http://127.0.0.1:{loket.config.calendar}"),
     ):
-        groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
-        with Watch(groups) as watch:
-            out[name] = asyncio.run(_availability(url, concurrency, requests, days))
-        out[name]["processes"] = watch.summary()
+        for mode in modes:
+            key = name if mode == "inflate" else f"{name}_{mode}"
+            groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
+            with Watch(groups) as watch:
+                out[key] = asyncio.run(_availability(url, concurrency, requests, days, mode))
+            out[key]["processes"] = watch.summary()
     return out
 
 
