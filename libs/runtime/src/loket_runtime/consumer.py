@@ -55,6 +55,12 @@ class _PoisonInFastPath(Exception):
     """A handler failed in the fast path: replay the batch with a savepoint per record."""
 
 
+class RetryCarefully(Exception):
+    """Raised by a batch hook or handler in the fast path when the batch should be rolled back and
+    replayed carefully (a savepoint per record, `HandlerContext.careful` set): for example a
+    write-behind buffer that found, at flush, that another writer got there first."""
+
+
 class PoisonMessage(Exception):
     """Raised by a handler for a message that will never succeed: it goes to the dead letters."""
 
@@ -76,6 +82,11 @@ class HandlerContext:
     conn: asyncpg.Connection
     outbox: Outbox
     after_commit: list[Callable[[], Any]] = field(default_factory=list)
+    # True when the batch is replayed with a savepoint per record: handlers must then write
+    # through at once (a record rolled back to its savepoint leaves nothing behind in memory).
+    careful: bool = False
+    # Whatever a consumer's batch hooks keep for the length of one batch.
+    batch_state: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[HandlerContext, Delivery], Awaitable[None]]
@@ -92,6 +103,7 @@ class PartitionBatchConsumer:
         topics: Sequence[str],
         handlers: dict[str, Handler],
         batch_size: int = 500,
+        before_batch: BatchHook | None = None,
         before_commit: BatchHook | None = None,
         client_id: str | None = None,
         fetch_max_wait_ms: int = 50,
@@ -101,6 +113,7 @@ class PartitionBatchConsumer:
         self.topics = list(topics)
         self.handlers = handlers
         self.batch_size = batch_size
+        self.before_batch = before_batch
         self.before_commit = before_commit
         self.outbox = Outbox()
         self.assigned: set[TopicPartition] = set()
@@ -173,7 +186,7 @@ class PartitionBatchConsumer:
         with BATCH_SECONDS.labels(self.group_id).time():
             try:
                 return await self._process_batch(topic, partition, records, careful=False)
-            except _PoisonInFastPath:
+            except (_PoisonInFastPath, RetryCarefully):
                 return await self._process_batch(topic, partition, records, careful=True)
 
     async def _process_batch(
@@ -186,14 +199,19 @@ class PartitionBatchConsumer:
                 return next_offset
             # Fast path: the handlers' records are written in one statement at the end of the batch.
             outbox = self.outbox if careful else BufferedOutbox()
-            ctx = HandlerContext(conn=conn, outbox=outbox)
+            ctx = HandlerContext(conn=conn, outbox=outbox, careful=careful)
             deliveries = await self._decode_all(ctx, fresh)
             applied_ids = await self._already_processed(conn, [d.envelope.id for d in deliveries])
-            done: list[Delivery] = []
+            todo: list[Delivery] = []
             for delivery in deliveries:
                 if delivery.envelope.id in applied_ids:
                     continue  # a duplicate from the relay: applied once already
                 applied_ids.add(delivery.envelope.id)
+                todo.append(delivery)
+            if self.before_batch is not None:
+                await self.before_batch(ctx, todo)
+            done: list[Delivery] = []
+            for delivery in todo:
                 if await self._apply(ctx, delivery, careful):
                     done.append(delivery)
             if self.before_commit is not None:
@@ -280,6 +298,8 @@ class PartitionBatchConsumer:
                 try:
                     await handler(ctx, delivery)
                     return True
+                except RetryCarefully:
+                    raise
                 except TRANSIENT_ERRORS:
                     raise
                 except Exception as exc:

@@ -47,13 +47,15 @@ async def expire_and_take(
         "WITH expired AS (DELETE FROM reservations WHERE booking_id IN (SELECT booking_id FROM reservations"
         "  WHERE status = 'held' AND hold_expires_at <= $4 AND location_id = $1"
         "  ORDER BY hold_expires_at, booking_id FOR UPDATE)"
-        "  RETURNING booking_id, location_id, desk_id, product_id, hold_expires_at, during)"
-        " SELECT 'expired' AS kind, booking_id, location_id, desk_id, product_id, hold_expires_at,"
+        "  RETURNING booking_id, location_id, desk_id, product_id, status, hold_expires_at, language, during)"
+        " SELECT 'expired' AS kind, booking_id, location_id, desk_id, product_id, status, hold_expires_at, language,"
         "  lower(during) AS start_at, upper(during) AS end_at FROM expired"
-        " UNION ALL SELECT 'taken', booking_id, location_id, desk_id, product_id, NULL, lower(during), upper(during)"
+        " UNION ALL SELECT 'taken', booking_id, location_id, desk_id, product_id, NULL, NULL, NULL,"
+        "  lower(during), upper(during)"
         "  FROM reservations WHERE location_id = $1 AND during && tstzrange($2, $3)"
         "  AND booking_id IS DISTINCT FROM $5 AND booking_id NOT IN (SELECT booking_id FROM expired)"
-        " UNION ALL SELECT 'held-back', NULL, location_id, desk_id, NULL, NULL, lower(during), upper(during)"
+        " UNION ALL SELECT 'held-back', NULL, location_id, desk_id, NULL, NULL, NULL, NULL,"
+        "  lower(during), upper(during)"
         "  FROM held_back WHERE location_id = $1 AND during && tstzrange($2, $3) AND available_from > $4",
         location_id,
         start,
@@ -157,13 +159,13 @@ class Freed:
     end: datetime
 
 
-async def delete_reservation(conn: asyncpg.Connection, booking_id: str) -> Freed | None:
-    row = await conn.fetchrow(
+async def delete_reservation(conn: asyncpg.Connection, booking_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
         "DELETE FROM reservations WHERE booking_id = $1"
-        " RETURNING desk_id, location_id, product_id, lower(during) AS s, upper(during) AS e",
+        " RETURNING *, lower(during) AS start_at, upper(during) AS end_at",
         booking_id,
     )
-    return Freed(row["desk_id"], row["location_id"], row["product_id"], row["s"], row["e"]) if row else None
+    return row
 
 
 async def move_reservation(
@@ -197,13 +199,32 @@ async def take_expired_holds(
         "DELETE FROM reservations WHERE booking_id IN (SELECT booking_id FROM reservations"
         " WHERE status = 'held' AND hold_expires_at <= $1 AND ($2::text IS NULL OR location_id = $2)"
         f" ORDER BY hold_expires_at, booking_id {lock})"
-        " RETURNING booking_id, location_id, desk_id, product_id, hold_expires_at,"
-        " lower(during) AS start_at, upper(during) AS end_at",
+        " RETURNING *, lower(during) AS start_at, upper(during) AS end_at",
         deadline,
         location_id,
     )
     return sorted(rows, key=lambda r: (r["hold_expires_at"], r["booking_id"]))
 
 
-async def prune_held_back(conn: asyncpg.Connection, before: datetime) -> None:
+async def lock_locations(conn: asyncpg.Connection, location_ids: list[str]) -> None:
+    """One writer per location: the allocator's batch and the hold timer take this lock (for the
+    transaction) before they change a location's reservations. Taken in one order: no deadlock."""
+    if location_ids:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('loket.calendar.location'), hashtext(loc))"
+            " FROM (SELECT DISTINCT loc FROM unnest($1::text[]) AS loc ORDER BY loc) AS locations",
+            location_ids,
+        )
+
+
+async def locations_with_holds_due(conn: Executor, deadline: datetime) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT location_id FROM reservations WHERE status = 'held' AND hold_expires_at <= $1"
+        " ORDER BY location_id",
+        deadline,
+    )
+    return [r["location_id"] for r in rows]
+
+
+async def prune_held_back(conn: Executor, before: datetime) -> None:
     await conn.execute("DELETE FROM held_back WHERE available_from < $1", before)

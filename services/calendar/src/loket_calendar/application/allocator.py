@@ -9,6 +9,12 @@ by then (emitting `hold-expired` and `slot-released`), so a decision never depen
 timer last ran; the timer (`expire_holds`) frees the holds nobody asks about, on time.
 Freed desk-times (cancel, expiry, the old time of a reschedule) are kept back for
 `release_holdback` before they are offered again; `slot-released` says from when.
+
+Each batch first locks its locations (`store.lock_locations`): the hold timer takes the same
+lock, so one writer changes a location's reservations at a time. In the consumer's fast path
+the batch decides over a `BatchLedger` (read once, written once per batch); in its careful path
+(a record failed, or the ledger met another writer) over `SqlReservations`, a statement per step.
+Both give the same decisions.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from loket_calendar.adapters import store
+from loket_calendar.adapters.reservations import (
+    BatchDemand,
+    BatchLedger,
+    Reservation,
+    ReservationBook,
+    SqlReservations,
+)
 from loket_calendar.application.availability import AvailabilityCache
 from loket_calendar.domain.schedule import (
     Booked,
@@ -37,6 +50,7 @@ from loket_runtime.consumer import Delivery, HandlerContext
 from loket_runtime.logging import get_logger
 
 SOURCE = "loket/calendar"
+LEDGER = "calendar.ledger"
 log = get_logger(__name__)
 
 
@@ -75,15 +89,65 @@ class Allocator:
             ev.RescheduleRequested.TYPE: self.on_reschedule,
         }
 
+    # --- per batch -------------------------------------------------------------------------
+
+    def book(self, ctx: HandlerContext) -> ReservationBook:
+        ledger: BatchLedger | None = ctx.batch_state.get(LEDGER)
+        return ledger if ledger is not None else SqlReservations(ctx.conn)
+
+    async def before_batch(self, ctx: HandlerContext, deliveries: list[Delivery]) -> None:
+        """Lock the batch's locations; in the fast path, read what the batch will touch at once."""
+        demand = self.demand(deliveries)
+        await store.lock_locations(ctx.conn, sorted({loc for loc, _ in demand.days} | set(demand.latest_now)))
+        if not ctx.careful:
+            ledger = BatchLedger(ctx.conn)
+            await ledger.load(demand)
+            ctx.batch_state[LEDGER] = ledger
+
+    async def before_commit(self, ctx: HandlerContext, done: list[Delivery]) -> None:
+        ledger: BatchLedger | None = ctx.batch_state.get(LEDGER)
+        if ledger is not None:
+            await ledger.flush()
+
+    def demand(self, deliveries: list[Delivery]) -> BatchDemand:
+        demand = BatchDemand()
+        for delivery in deliveries:
+            event = delivery.event
+            if isinstance(event, ev.BookingRequested):
+                demand.decision_keys.add(event.booking_id)
+                demand.span(
+                    event.location_id, event.start, event.start + self.duration(event.product_id), event.requested_at
+                )
+            elif isinstance(event, ev.RescheduleRequested):
+                demand.decision_keys.add(f"reschedule:{event.request_id}")
+                demand.booking_ids.add(event.booking_id)
+                demand.span(
+                    event.location_id,
+                    event.new_start,
+                    event.new_start + self.duration(event.product_id),
+                    event.requested_at,
+                )
+            elif isinstance(event, ev.BookingCancelled | ev.BookingConfirmed):
+                demand.booking_ids.add(event.booking_id)
+        return demand
+
+    def duration(self, product_id: str) -> timedelta:
+        product = self.view.products.get(product_id)
+        return timedelta(minutes=product.duration_minutes if product else 0)
+
+    # --- decisions -------------------------------------------------------------------------
+
     async def on_requested(self, ctx: HandlerContext, delivery: Delivery) -> None:
         req = delivery.event
         assert isinstance(req, ev.BookingRequested)
-        if not await store.record_decision(ctx.conn, req.booking_id, "decided"):
+        book = self.book(ctx)
+        if not await book.record_decision(req.booking_id):
             return  # decided before: a redelivery must not take a second desk
         decision = await self.place(
             ctx, req.booking_id, req.location_id, req.product_id, req.start, req.requested_at, req.language
         )
         if isinstance(decision, Rejection):
+            await book.settle()  # the alternatives are read from the table
             alternatives = await self.alternatives(
                 ctx.conn, req.location_id, req.product_id, req.start, req.requested_at
             )
@@ -128,13 +192,13 @@ class Allocator:
         language: str,
         ignore_booking: str | None = None,
     ) -> tuple[str, Interval, datetime | None] | Rejection:
-        conn = ctx.conn
+        book = self.book(ctx)
         product = self.view.products.get(product_id)
-        duration = timedelta(minutes=product.duration_minutes if product else 0)
+        duration = self.duration(product_id)
         # Holds that ran out by the request's own time are expired first: the decision depends
         # only on the events, not on when the timer last ran.
-        expired, taken = await store.expire_and_take(conn, location_id, start, start + duration, now, ignore_booking)
-        await self._expired(ctx, expired)
+        expired, taken = await book.expire_and_take(location_id, start, start + duration, now, ignore_booking)
+        await self._expired(ctx, book, expired)
         while True:
             choice = free_desk(self.view, location_id, product_id, start, taken, now)
             if isinstance(choice, Rejection):
@@ -143,14 +207,20 @@ class Allocator:
             interval = Interval(start, start + duration)
             hold = now + timedelta(minutes=product.hold_minutes) if product.requires_confirmation else None
             if ignore_booking:
-                try:
-                    async with conn.transaction():
-                        await store.move_reservation(conn, ignore_booking, choice.desk_id, interval.start, interval.end)
+                if await book.move(ignore_booking, choice.desk_id, interval.start, interval.end):
                     break
-                except asyncpg.ExclusionViolationError:
-                    pass
-            elif await store.insert_reservation(
-                conn, booking_id, location_id, choice.desk_id, product_id, interval.start, interval.end, hold, language
+            elif await book.insert(
+                Reservation(
+                    booking_id,
+                    location_id,
+                    choice.desk_id,
+                    product_id,
+                    interval.start,
+                    interval.end,
+                    "held" if hold else "confirmed",
+                    hold,
+                    language,
+                )
             ):
                 break
             # Another allocator (a rebalance) took this desk-time first: the constraint keeps the
@@ -206,22 +276,30 @@ class Allocator:
         event = delivery.event
         assert isinstance(event, ev.BookingConfirmed)
         if event.confirmed_by == "resident":
-            await store.confirm_hold(ctx.conn, event.booking_id)
+            await self.book(ctx).confirm(event.booking_id)
 
     async def on_cancelled(self, ctx: HandlerContext, delivery: Delivery) -> None:
         event = delivery.event
         assert isinstance(event, ev.BookingCancelled)
-        freed = await store.delete_reservation(ctx.conn, event.booking_id)
-        if freed is not None:
-            await self.release(ctx, freed, event.cancelled_at, "cancelled", delivery.envelope)
+        book = self.book(ctx)
+        gone = await book.delete(event.booking_id)
+        if gone is not None:
+            freed = store.Freed(gone.desk_id, gone.location_id, gone.product_id, gone.start, gone.end)
+            await self.release(ctx, book, freed, event.cancelled_at, "cancelled", delivery.envelope)
 
     async def release(
-        self, ctx: HandlerContext, freed: store.Freed, at: datetime, cause: str, envelope: Envelope | None
+        self,
+        ctx: HandlerContext,
+        book: ReservationBook,
+        freed: store.Freed,
+        at: datetime,
+        cause: str,
+        envelope: Envelope | None,
     ) -> None:
         self.cache.invalidate(freed.location_id)
         available_from = at + self.policy.release_holdback
         if self.policy.release_holdback > timedelta(0):
-            await store.hold_back(ctx.conn, freed.desk_id, freed.location_id, freed.start, freed.end, available_from)
+            await book.hold_back(freed.desk_id, freed.location_id, freed.start, freed.end, available_from)
         desk = self.view.desks.get(freed.desk_id)
         await emit(
             ctx,
@@ -241,10 +319,11 @@ class Allocator:
     async def on_reschedule(self, ctx: HandlerContext, delivery: Delivery) -> None:
         event = delivery.event
         assert isinstance(event, ev.RescheduleRequested)
-        if not await store.record_decision(ctx.conn, f"reschedule:{event.request_id}", "decided"):
+        book = self.book(ctx)
+        if not await book.record_decision(f"reschedule:{event.request_id}"):
             return
-        await self.expire_due(ctx, event.location_id, event.requested_at)
-        current = await store.reservation(ctx.conn, event.booking_id)
+        await self._expired(ctx, book, await book.expire_due(event.location_id, event.requested_at))
+        current = await book.get(event.booking_id)
         if current is None:
             await emit(
                 ctx,
@@ -259,9 +338,7 @@ class Allocator:
                 delivery.envelope,
             )
             return
-        old = store.Freed(
-            current["desk_id"], current["location_id"], current["product_id"], current["start_at"], current["end_at"]
-        )
+        old = store.Freed(current.desk_id, current.location_id, current.product_id, current.start, current.end)
         decision = await self.place(
             ctx,
             event.booking_id,
@@ -269,10 +346,11 @@ class Allocator:
             event.product_id,
             event.new_start,
             event.requested_at,
-            current["language"],
+            current.language,
             ignore_booking=event.booking_id,
         )
         if isinstance(decision, Rejection):
+            await book.settle()
             alternatives = await self.alternatives(
                 ctx.conn, event.location_id, event.product_id, event.new_start, event.requested_at
             )
@@ -311,41 +389,39 @@ class Allocator:
         kept = moved_to if desk_id == old.desk_id else Interval(old.end, old.end)
         for piece in subtract(Interval(old.start, old.end), kept):
             freed = store.Freed(old.desk_id, old.location_id, old.product_id, piece.start, piece.end)
-            await self.release(ctx, freed, event.requested_at, "rescheduled", delivery.envelope)
-
-    async def expire_due(self, ctx: HandlerContext, location_id: str, now: datetime) -> int:
-        """Expire the location's holds that ran out by `now` (the deciding event's own time)."""
-        rows = await store.take_expired_holds(ctx.conn, now, location_id)
-        await self._expired(ctx, rows)
-        return len(rows)
+            await self.release(ctx, book, freed, event.requested_at, "rescheduled", delivery.envelope)
 
     async def expire_holds(self, pool: asyncpg.Pool, now: datetime, grace: timedelta) -> int:
-        """The timer: free every hold whose time ran out (plus a grace for a confirmation on its way)."""
+        """The timer: free every hold whose time ran out (plus a grace for a confirmation on its
+        way), a location at a time under the location's lock, as the allocator takes it."""
         from loket_runtime.outbox import Outbox
 
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await store.take_expired_holds(conn, now - grace)
-            await self._expired(HandlerContext(conn=conn, outbox=Outbox()), rows)
-            # Held-back desk-times offered again long ago no longer matter to any decision.
-            await store.prune_held_back(conn, now - timedelta(hours=1))
-        return len(rows)
+        deadline = now - grace
+        expired = 0
+        for location_id in await store.locations_with_holds_due(pool, deadline):
+            async with pool.acquire() as conn, conn.transaction():
+                await store.lock_locations(conn, [location_id])
+                book = SqlReservations(conn)
+                rows = await book.expire_due(location_id, deadline)
+                await self._expired(HandlerContext(conn=conn, outbox=Outbox()), book, rows)
+                expired += len(rows)
+        # Held-back desk-times offered again long ago no longer matter to any decision.
+        await store.prune_held_back(pool, now - timedelta(hours=1))
+        return expired
 
-    async def _expired(self, ctx: HandlerContext, rows: list[asyncpg.Record]) -> None:
-        for row in rows:
-            freed = store.Freed(row["desk_id"], row["location_id"], row["product_id"], row["start_at"], row["end_at"])
+    async def _expired(self, ctx: HandlerContext, book: ReservationBook, gone: list[Reservation]) -> None:
+        for r in gone:
+            freed = store.Freed(r.desk_id, r.location_id, r.product_id, r.start, r.end)
             await emit(
                 ctx,
                 ev.HoldExpired(
-                    booking_id=row["booking_id"],
-                    location_id=row["location_id"],
-                    desk_id=row["desk_id"],
-                    start=row["start_at"],
-                    end=row["end_at"],
+                    booking_id=r.booking_id, location_id=r.location_id, desk_id=r.desk_id, start=r.start, end=r.end
                 ),
-                row["location_id"],
+                r.location_id,
                 None,
             )
-            await self.release(ctx, freed, row["hold_expires_at"], "expired", None)
+            assert r.hold_expires_at is not None
+            await self.release(ctx, book, freed, r.hold_expires_at, "expired", None)
 
 
 __all__ = ["Allocator", "AllocatorPolicy", "Booked"]
