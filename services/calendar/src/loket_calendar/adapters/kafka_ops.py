@@ -48,26 +48,34 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> li
     return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    consumer = _consumer(bootstrap)
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, topics)
-        return dict(await consumer.end_offsets(tps)) if tps else {}
-    finally:
-        await consumer.stop()
+class TopicReader:
+    """One group-less consumer for a whole job (partitions, end offsets, then the reading): each
+    client costs a connection and a metadata round trip, a tenth of a second or more here."""
 
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = _consumer(bootstrap)
 
-async def read(
-    bootstrap: str,
-    stop_at: dict[TopicPartition, int],
-    start_at: dict[TopicPartition, int] | None = None,
-) -> AsyncIterator[list[Record]]:
-    """Yield batches of records of each partition from `start_at` (default: its beginning) up to,
-    not including, `stop_at`."""
-    consumer = _consumer(bootstrap)
-    await consumer.start()
-    try:
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._consumer.stop())
+
+    async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
+        return await partitions_of(self._consumer, topics)
+
+    async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        tps = list(tps)
+        return dict(await self._consumer.end_offsets(tps)) if tps else {}
+
+    async def read(
+        self, stop_at: dict[TopicPartition, int], start_at: dict[TopicPartition, int] | None = None
+    ) -> AsyncIterator[list[Record]]:
+        """Yield batches of records of each partition from `start_at` (default: its beginning) up
+        to, not including, `stop_at`. All partitions are fetched at once (one request per broker)."""
+        consumer = self._consumer
         tps = [tp for tp, end in stop_at.items() if end > (start_at or {}).get(tp, 0)]
         if not tps:
             return
@@ -90,9 +98,22 @@ async def read(
                 if await consumer.position(tp) >= stop_at[tp]:
                     pending.discard(tp)
                     consumer.pause(tp)
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(consumer.stop())
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    async with TopicReader(bootstrap) as reader:
+        return await reader.end_offsets(await reader.partitions(topics))
+
+
+async def read(
+    bootstrap: str,
+    stop_at: dict[TopicPartition, int],
+    start_at: dict[TopicPartition, int] | None = None,
+) -> AsyncIterator[list[Record]]:
+    """`TopicReader.read` with a consumer of its own."""
+    async with TopicReader(bootstrap) as reader:
+        async for batch in reader.read(stop_at, start_at):
+            yield batch
 
 
 async def consumer_groups(bootstrap: str) -> list[dict[str, Any]]:

@@ -11,15 +11,19 @@ merge in memory, and bulk writes, in the batch's transaction.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from loket_calendar.domain.agenda import (
     VISIBLE,
+    AgendaFold,
     State,
     changes_for,
     days_touched,
@@ -29,6 +33,7 @@ from loket_calendar.domain.agenda import (
     version,
 )
 from loket_contracts import events as ev
+from loket_contracts.upcasting import parse_event
 from loket_runtime.consumer import Delivery, HandlerContext
 
 AGENDA_CHANNEL = "loket_agenda"
@@ -45,7 +50,22 @@ AGENDA_TYPES: tuple[type[ev.Event], ...] = (
     ev.BookingRescheduled,
     ev.AttendanceRecorded,
 )
+AGENDA_MODELS: dict[str, type[ev.Event]] = {t.TYPE: t for t in AGENDA_TYPES}
 TABLES = ("agenda", "agenda_changes", "agenda_days")
+AGENDA_COLUMNS = (
+    "booking_id",
+    "state",
+    "location_id",
+    "day",
+    "desk_id",
+    "product_id",
+    "start_at",
+    "end_at",
+    "status",
+    "given_name",
+    "family_name",
+    "updated_at",
+)
 
 Change = tuple[str, str, datetime, dict[str, Any]]  # booking id, event id, event time, changes
 
@@ -56,6 +76,35 @@ def change_of(envelope_id: str, event_time: datetime, event: ev.Event) -> Change
     if changes is None or booking_id is None:
         return None
     return str(booking_id), envelope_id, event_time, changes
+
+
+def change_of_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Change | None:
+    """The agenda change a Kafka record carries, or None: not an agenda event, or unreadable (the
+    live consumer dead-lettered those, so a rebuild skips them the same way).
+
+    Accepts and refuses what `Envelope.from_kafka` and `parse_event` do (a unit test holds them to
+    it), but reads only the attributes the agenda needs and validates the body straight from its
+    JSON bytes: a rebuild decodes every event of the log, and this is most of its time."""
+    try:
+        attrs = {name: raw.decode() for name, raw in headers or ()}  # all UTF-8, as for the envelope
+    except (UnicodeDecodeError, AttributeError):
+        return None
+    model = AGENDA_MODELS.get(attrs.get("ce_type", ""))
+    if model is None or "ce_id" not in attrs or "ce_source" not in attrs or value is None:
+        return None
+    try:
+        event_time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else datetime.now(UTC)
+        schemaversion = int(attrs.get("ce_schemaversion", "1"))
+        if schemaversion < model.VERSION:  # an old version goes through its upcasters
+            data = json.loads(value)
+            if not isinstance(data, dict):
+                return None
+            event = parse_event(model.TYPE, schemaversion, data)
+        else:
+            event = model.model_validate_json(value)
+    except (ValueError, LookupError):  # pydantic's ValidationError is a ValueError
+        return None
+    return change_of(attrs["ce_id"], event_time, event)
 
 
 async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change], notify: bool = True) -> int:
@@ -121,24 +170,28 @@ async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change], not
     return len(rows)
 
 
+def agenda_record(booking_id: str, state: State, row: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The `agenda` table's columns (AGENDA_COLUMNS) of a booking's state and the row it shows."""
+    if row is None:
+        return (booking_id, state, *(None,) * 6, state.get("status") or "requested", None, None, None)
+    return (
+        booking_id,
+        state,
+        row["location_id"],
+        row["day"],
+        row["desk_id"],
+        row["product_id"],
+        row["start_at"],
+        row["end_at"],
+        row["status"],
+        row["given_name"],
+        row["family_name"],
+        row["updated_at"],
+    )
+
+
 async def write_rows(conn: asyncpg.Connection, rows: Iterable[tuple[str, State, dict[str, Any] | None]]) -> None:
-    records = [
-        (
-            booking_id,
-            state,
-            row["location_id"] if row else None,
-            row["day"] if row else None,
-            row["desk_id"] if row else None,
-            row["product_id"] if row else None,
-            row["start_at"] if row else None,
-            row["end_at"] if row else None,
-            row["status"] if row else (state.get("status") or "requested"),
-            row["given_name"] if row else None,
-            row["family_name"] if row else None,
-            row["updated_at"] if row else None,
-        )
-        for booking_id, state, row in rows
-    ]
+    records = [agenda_record(booking_id, state, row) for booking_id, state, row in rows]
     await conn.execute(
         "INSERT INTO agenda (booking_id, state, location_id, day, desk_id, product_id, start_at, end_at, status,"
         " given_name, family_name, updated_at)"
@@ -152,83 +205,58 @@ async def write_rows(conn: asyncpg.Connection, rows: Iterable[tuple[str, State, 
     )
 
 
-async def load_folded(conn: asyncpg.Connection, changes: Iterable[Change]) -> int:
-    """Fold every change in memory and COPY the result into the (empty) agenda tables: the same
-    fold as `apply_changes`, written once per booking; what a rebuild uses. Returns the rows."""
-    unique: dict[str, Change] = {}
-    for change in changes:
-        unique.setdefault(change[1], change)  # a duplicate from the relay: the same event once
-    states: dict[str, State] = {}
-    days: set[tuple[str, str, date]] = set()
-    for booking_id, event_id, event_time, change in unique.values():
-        states[booking_id] = merge(states.get(booking_id, {}), change, version(event_time, event_id))
-        touched = days_touched(change)
-        if touched is not None:
-            days.add((booking_id, *touched))
+async def load_rebuilt(conn: asyncpg.Connection, batches: AsyncIterable[Iterable[Change]]) -> int:
+    """Fold every change into the (empty) agenda tables, each event once; what a rebuild uses, with
+    the same fold as `apply_changes`. Returns the agenda rows written.
+
+    Each event's changes are COPYed while the batches still arrive, so PostgreSQL stores and indexes
+    them on its own core while this one decodes; the folded rows follow, once per booking."""
+    folded = AgendaFold()
+
+    async def fresh_changes() -> AsyncIterable[tuple[Any, ...]]:
+        async for changes in batches:
+            for booking_id, event_id, event_time, change in changes:
+                if folded.add(booking_id, event_id, event_time, change):
+                    yield event_id, booking_id, event_time, change
+
     # COPY speaks PostgreSQL's binary format: jsonb is a version byte and the JSON text.
     await conn.set_type_codec(
         "jsonb",
-        encoder=lambda value: b"\x01" + json.dumps(value).encode(),
-        decoder=lambda raw: json.loads(raw[1:]),
+        encoder=lambda value: b"\x01" + orjson.dumps(value),
+        decoder=lambda raw: orjson.loads(raw[1:]),
         schema="pg_catalog",
         format="binary",
     )
     try:
-        return await _copy_folded(conn, unique, states, days)
+        with _collector_paused():
+            await conn.copy_records_to_table(
+                "agenda_changes", records=fresh_changes(), columns=["event_id", "booking_id", "event_time", "changes"]
+            )
+            await conn.copy_records_to_table(
+                "agenda",
+                records=[agenda_record(b, state, row_of(state)) for b, state in folded.states.items()],
+                columns=AGENDA_COLUMNS,
+            )
+            await conn.copy_records_to_table(
+                "agenda_days", records=list(folded.days), columns=["booking_id", "location_id", "day"]
+            )
     finally:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    return len(folded.states)
 
 
-async def _copy_folded(
-    conn: asyncpg.Connection,
-    unique: dict[str, Change],
-    states: dict[str, State],
-    days: set[tuple[str, str, date]],
-) -> int:
-    await conn.copy_records_to_table(
-        "agenda_changes",
-        records=[(c[1], c[0], c[2], c[3]) for c in unique.values()],
-        columns=["event_id", "booking_id", "event_time", "changes"],
-    )
-    rows = []
-    for booking_id, state in states.items():
-        row = row_of(state) or {}
-        rows.append(
-            (
-                booking_id,
-                state,
-                row.get("location_id"),
-                row.get("day"),
-                row.get("desk_id"),
-                row.get("product_id"),
-                row.get("start_at"),
-                row.get("end_at"),
-                row.get("status", state.get("status") or "requested"),
-                row.get("given_name"),
-                row.get("family_name"),
-                row.get("updated_at"),
-            )
-        )
-    await conn.copy_records_to_table(
-        "agenda",
-        records=rows,
-        columns=[
-            "booking_id",
-            "state",
-            "location_id",
-            "day",
-            "desk_id",
-            "product_id",
-            "start_at",
-            "end_at",
-            "status",
-            "given_name",
-            "family_name",
-            "updated_at",
-        ],
-    )
-    await conn.copy_records_to_table("agenda_days", records=sorted(days), columns=["booking_id", "location_id", "day"])
-    return len(rows)
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a rebuild allocates a million objects that all live
+    until it ends and form no cycles, and the collector would walk them again and again (a third of
+    the fold's time). Reference counting frees everything else as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class AgendaProjection:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +23,8 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from loket_calendar.adapters import kafka_ops
-from loket_calendar.application.agenda import TABLES, change_of, load_folded
-from loket_contracts.envelope import Envelope, EnvelopeError
-from loket_contracts.events import EVENT_TYPES
+from loket_calendar.application.agenda import TABLES, Change, change_of_record, load_rebuilt
 from loket_contracts.topics import ALL_TOPICS, BOOKINGS, CALENDAR, DEAD_LETTERS, NOTIFICATIONS
-from loket_contracts.upcasting import parse_event
 from loket_runtime.consumer import PartitionBatchConsumer
 from loket_runtime.logging import get_logger
 from loket_runtime.outbox import Outbox
@@ -203,17 +200,34 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
     and rolls back; a rebuild folds up to the end offsets captured at the start, keeps the result
     and moves the live consumer there: it goes on from the next event, nothing twice or lost."""
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+    mark = started
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = round(now - mark, 4)
+        mark = now
+
     topics = [BOOKINGS.name, CALENDAR.name]
-    async with pool.acquire() as conn:
+    events = 0
+
+    async def decoded(batches: AsyncIterator[list[kafka_ops.Record]]) -> AsyncIterator[list[Change]]:
+        nonlocal events
+        async for batch in batches:
+            events += len(batch)
+            yield [c for r in batch if (c := change_of_record(r.headers, r.value)) is not None]
+
+    async with kafka_ops.TopicReader(bootstrap) as kafka, pool.acquire() as conn:
+        partitions = await kafka.partitions(topics)
         tx = conn.transaction()
         await tx.start()
         open_ = True
         try:
-            ends = await kafka_ops.end_offsets(bootstrap, topics)
             await conn.executemany(
                 "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
                 " VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-                [(AGENDA_GROUP, tp.topic, tp.partition) for tp in sorted(ends)],
+                [(AGENDA_GROUP, tp.topic, tp.partition) for tp in sorted(partitions)],
             )
             live = {
                 TopicPartition(r["topic"], r["partition"]): int(r["next_offset"])
@@ -225,23 +239,19 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
                 )
             }
             # Captured after the lock: the live consumer cannot move past these while we run.
-            ends = await kafka_ops.end_offsets(bootstrap, topics)
+            ends = await kafka.end_offsets(partitions)
             stop_at = {tp: live.get(tp, 0) for tp in ends} if verify_only else ends
+            phase("lock_and_end_offsets")
             for table in TABLES:
                 await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
                 await conn.execute(f"DELETE FROM {table}")
+            phase("empty_tables")
             read_started = time.perf_counter()
-            events = 0
-            changes: list[Any] = []
-            async for batch in kafka_ops.read(bootstrap, stop_at):
-                for record in batch:
-                    events += 1
-                    change = _decode_change(record)
-                    if change is not None:
-                        changes.append(change)
-            await load_folded(conn, changes)
+            rows = await load_rebuilt(conn, decoded(kafka.read(stop_at)))
             seconds = time.perf_counter() - read_started
+            phase("read_fold_and_copy")
             differences = await _compare(conn)
+            phase("compare")
             if verify_only:
                 open_ = False
                 await tx.rollback()
@@ -251,10 +261,10 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
                     " WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
                     [(AGENDA_GROUP, tp.topic, tp.partition, offset) for tp, offset in sorted(stop_at.items())],
                 )
-                rows = await conn.fetchval("SELECT count(*) FROM agenda")
                 await conn.execute("SELECT pg_notify('loket_agenda', $1)", json.dumps({"rebuilt": True}))
                 open_ = False
                 await tx.commit()
+            phase("commit")
         except BaseException:
             if open_:
                 await tx.rollback()
@@ -267,6 +277,7 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
         "seconds": round(seconds, 4),
         "events_per_second": round(events / seconds) if seconds > 0 else None,
         "total_seconds": round(time.perf_counter() - started, 4),
+        "phases": phases,
         "up_to": {f"{tp.topic}/{tp.partition}": offset for tp, offset in sorted(stop_at.items())},
         "live_consumer_lag_at_start": lag_at_start,
         "equal_to_incremental": not any(differences.values()),
@@ -276,19 +287,6 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
         report["rows"] = rows
     log.info("agenda rebuilt" if not verify_only else "agenda verified", **{k: report[k] for k in ("events",)})
     return report
-
-
-def _decode_change(record: kafka_ops.Record) -> Any:
-    """The agenda change a record carries, or None (not ours, not for the agenda, or unreadable:
-    the live consumer dead-lettered those, so the rebuild skips them the same way)."""
-    try:
-        envelope = Envelope.from_kafka(record.headers, record.value)
-        if envelope.type not in EVENT_TYPES:
-            return None
-        event = parse_event(envelope.type, envelope.schemaversion, envelope.data)
-    except (EnvelopeError, ValueError, LookupError):
-        return None
-    return change_of(envelope.id, envelope.time, event)
 
 
 async def _compare(conn: asyncpg.Connection) -> dict[str, Any]:

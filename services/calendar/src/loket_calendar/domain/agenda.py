@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from loket_contracts import events as ev
@@ -126,25 +127,42 @@ def changes_for(event: ev.Event) -> dict[str, Any] | None:
             fields = {"location_id": event.location_id, "status": event.outcome}
         case _:
             return None
-    return {k: instant(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+    return {k: _slot_instant(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+
+
+@lru_cache(maxsize=65536)
+def _slot_instant(value: datetime) -> str:
+    """`instant`, cached: the starts and ends of events repeat (bookings share a location's grid)."""
+    return instant(value)
+
+
+def new_state() -> State:
+    return {"status": None, "at": None, "f": {}}
 
 
 def merge(state: State, changes: dict[str, Any], event_version: str) -> State:
     """The state after one more event's changes (commutative, associative and idempotent)."""
     merged: State = {"status": state.get("status"), "at": state.get("at"), "f": dict(state.get("f", {}))}
+    merge_into(merged, changes, event_version)
+    return merged
+
+
+def merge_into(state: State, changes: dict[str, Any], event_version: str) -> None:
+    """`merge` in place, for a fold that owns its state: a rebuild merges every event of the log,
+    and copying the state for each one would cost more than the merge."""
     status = changes.get("status")
-    if status is not None and (merged["status"] is None or STATUS_RANK[status] > STATUS_RANK[merged["status"]]):
-        merged["status"] = status
+    if status is not None and (state["status"] is None or STATUS_RANK[status] > STATUS_RANK[state["status"]]):
+        state["status"] = status
     at = event_version.split("|", 1)[0]
-    if merged["at"] is None or at > merged["at"]:
-        merged["at"] = at
+    if state["at"] is None or at > state["at"]:
+        state["at"] = at
+    fields = state["f"]
     for key, value in changes.items():
         if key == "status":
             continue
-        current = merged["f"].get(key)
+        current = fields.get(key)
         if current is None or event_version > current[1]:
-            merged["f"][key] = [value, event_version]
-    return merged
+            fields[key] = [value, event_version]  # replaced, never changed: `merge` shares these lists
 
 
 def fold(changes: Iterable[tuple[str, dict[str, Any]]], state: State | None = None) -> State:
@@ -166,7 +184,7 @@ def row_of(state: State) -> dict[str, Any] | None:
     row |= {
         "start_at": start_at,
         "end_at": end_at,
-        "day": local_day(start_at),
+        "day": day_of(f["start_at"][0]),
         "status": state.get("status") or "requested",
         "updated_at": datetime.fromisoformat(state["at"]),
     }
@@ -176,5 +194,36 @@ def row_of(state: State) -> dict[str, Any] | None:
 def days_touched(changes: dict[str, Any]) -> tuple[str, date] | None:
     """The (location, local day) a change places its booking on, if it says so."""
     if "location_id" in changes and "start_at" in changes:
-        return changes["location_id"], local_day(datetime.fromisoformat(changes["start_at"]))
+        return changes["location_id"], day_of(changes["start_at"])
     return None
+
+
+@lru_cache(maxsize=65536)
+def day_of(start_at: str) -> date:
+    """The local day of an instant (as `instant` writes it). Cached: bookings share their starts,
+    and a rebuild asks for every event's."""
+    return local_day(datetime.fromisoformat(start_at))
+
+
+class AgendaFold:
+    """Every booking's state folded at once, each event once (by id): what a rebuild keeps in memory
+    before it writes each booking's row once."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, State] = {}
+        self.days: set[tuple[str, str, date]] = set()  # (booking, location, local day)
+        self._seen: set[str] = set()
+
+    def add(self, booking_id: str, event_id: str, event_time: datetime, changes: dict[str, Any]) -> bool:
+        """Fold one event's changes; False for an event folded before (the relay may send one twice)."""
+        if event_id in self._seen:
+            return False
+        self._seen.add(event_id)
+        state = self.states.get(booking_id)
+        if state is None:
+            state = self.states[booking_id] = new_state()
+        merge_into(state, changes, version(event_time, event_id))
+        touched = days_touched(changes)
+        if touched is not None:
+            self.days.add((booking_id, *touched))
+        return True
