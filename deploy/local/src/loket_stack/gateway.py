@@ -36,6 +36,9 @@ HOP_BY_HOP = {
     "content-length",
 }
 
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
+BUFFERED_BODY = 4 * 1024 * 1024  # bodies up to this size (with a Content-Length) are read whole, then written
+
 # Longest prefix wins. Values are service names; their ports come from the command line.
 ROUTES: list[tuple[str, str]] = [
     ("/api/v1/ops/notifications", "notifications"),
@@ -50,6 +53,7 @@ ROUTES: list[tuple[str, str]] = [
     ("/api/v1/bookings", "booking"),
 ]
 ROUTES.sort(key=lambda route: len(route[0]), reverse=True)
+NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "x-forwarded-proto"}  # the gateway sets these itself
 
 DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
     "staff": {"roles": ["staff"], "locations": ["migration-counter"]},
@@ -145,7 +149,11 @@ class Gateway:
 
     async def start(self, _: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=400, keepalive_timeout=30)
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # Bytes pass through untouched (no inflating), and no Accept-Encoding is added to a request
+        # that had none: a client that did not ask for gzip must not get it.
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",)
+        )
 
     async def stop(self, _: web.Application) -> None:
         if self.session is not None:
@@ -158,35 +166,41 @@ class Gateway:
         return None
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
+        """Forward as is: the path and query as the client wrote them, every header but the hop-by-hop
+        ones (repeated ones too), and the answer's bytes untouched (a gzip answer stays gzip)."""
         base = self.upstream_for(request.path)
         if base is None:
             return _problem(404, "Not found", f"No API at {request.path}.")
         assert self.session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["X-Forwarded-For"] = request.remote or ""
-        headers["X-Forwarded-Proto"] = request.scheme
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
+        headers += [("X-Forwarded-For", request.remote or ""), ("X-Forwarded-Proto", request.scheme)]
         body = await request.read() if request.can_read_body else None
         try:
             upstream = await self.session.request(
                 request.method,
-                base + request.path_qs,
+                base + request.raw_path,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                timeout=UPSTREAM_TIMEOUT,
             )
         except aiohttp.ClientError as exc:
             return _problem(502, "Service unavailable", f"The service behind {request.path} did not answer: {exc}")
         try:
-            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-            if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-                response = web.StreamResponse(status=upstream.status, headers=out_headers)
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                return response
-            payload = await upstream.read()
-            return web.Response(status=upstream.status, headers=out_headers, body=payload)
+            out_headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
+            length = upstream.content_length
+            if (length is not None and length <= BUFFERED_BODY) or upstream.status in (204, 304):
+                # One read, one write: a body in hand is cheaper to pass on than a stream of chunks.
+                return web.Response(status=upstream.status, headers=out_headers, body=await upstream.read())
+            # Server-Sent Events, and bodies of unknown or large size: chunk by chunk as they come.
+            response = web.StreamResponse(status=upstream.status, headers=out_headers)
+            if length is not None:
+                response.content_length = length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
         finally:
             upstream.release()
 
