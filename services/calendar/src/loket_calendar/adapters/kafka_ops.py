@@ -43,8 +43,12 @@ def _consumer(bootstrap: str, batch: int = 5000) -> AIOKafkaConsumer:
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
-    # `consumer.topics()` fetches the metadata but keeps it to itself: ask the client for it.
-    cluster = await consumer._client.fetch_all_metadata()
+    # `consumer.topics()` fetches the metadata but keeps it to itself: have the client track these
+    # topics instead, since its offset requests look the leaders up there (and, missing them, wait
+    # a retry backoff of 100 ms per topic before they ask again).
+    topics = list(topics)
+    await consumer._client.set_topics(topics)
+    cluster = consumer._client.cluster
     return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
 
 
