@@ -375,11 +375,24 @@ class BatchLedger:
     # --- writing back ----------------------------------------------------------------------
 
     async def settle(self) -> None:
-        await self.flush()
+        await self._write_reservations()
 
     async def flush(self) -> None:
-        """Write the net changes: deletes first, then the rows as they stand now, so rows of this
-        batch never meet their own old versions in the exclusion constraint."""
+        """Write everything the batch changed, before its commit."""
+        await self._write_reservations()
+        if self._new_decisions:
+            recorded = await self.conn.fetch(
+                "INSERT INTO decisions (booking_id, outcome) SELECT k, 'decided' FROM unnest($1::text[]) AS k"
+                " ON CONFLICT DO NOTHING RETURNING booking_id",
+                self._new_decisions,
+            )
+            if len(recorded) != len(self._new_decisions):
+                raise RetryCarefully("another allocator decided some of these requests")
+            self._new_decisions = []
+
+    async def _write_reservations(self) -> None:
+        """The net changes of reservations and hold-backs: deletes first, then the rows as they
+        stand now, so rows of this batch never meet their own old versions in the constraint."""
         gone = sorted((self._deleted | self._dirty) & self._in_db)
         if gone:
             deleted = await self.conn.fetch(
@@ -432,15 +445,6 @@ class BatchLedger:
                 [self._held_back[k][1] for k in keys],
             )
             self._held_back_pending.clear()
-        if self._new_decisions:
-            recorded = await self.conn.fetch(
-                "INSERT INTO decisions (booking_id, outcome) SELECT k, 'decided' FROM unnest($1::text[]) AS k"
-                " ON CONFLICT DO NOTHING RETURNING booking_id",
-                self._new_decisions,
-            )
-            if len(recorded) != len(self._new_decisions):
-                raise RetryCarefully("another allocator decided some of these requests")
-            self._new_decisions = []
 
 
 __all__ = ["BatchDemand", "BatchLedger", "Reservation", "ReservationBook", "SqlReservations"]

@@ -19,6 +19,8 @@ Both give the same decisions.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -115,6 +117,7 @@ class Allocator:
             event = delivery.event
             if isinstance(event, ev.BookingRequested):
                 demand.decision_keys.add(event.booking_id)
+                demand.booking_ids.add(event.booking_id)  # known absent after the load: no read per insert
                 demand.span(
                     event.location_id, event.start, event.start + self.duration(event.product_id), event.requested_at
                 )
@@ -250,26 +253,31 @@ class Allocator:
         for group in ([location_id], others):
             if not group:
                 continue
-            candidates: list[tuple[float, str, ev.Slot]] = []
+            # (distance in seconds, start, location, end): plain tuples, as a storm's rejections
+            # look at thousands of free starts and keep three.
+            candidates: list[tuple[float, datetime, str, datetime]] = []
+            best = candidates
             for ring in range(span):
                 days = [day] if ring == 0 else [day - timedelta(days=ring), day + timedelta(days=ring)]
                 free = await self.cache.free(conn, product_id, group, days, now)
                 for (loc, _), starts in free.items():
-                    for s in starts:
-                        distance = abs((s.interval.start - start).total_seconds())
-                        slot = ev.Slot(start=s.interval.start, end=s.interval.end, location_id=loc)
-                        candidates.append((distance, loc, slot))
+                    # Starts are sorted: the nearest `wanted` lie on either side of `start`.
+                    at = bisect.bisect_left(starts, start, key=lambda s: s.interval.start)
+                    candidates += (
+                        (abs((s.interval.start - start).total_seconds()), s.interval.start, loc, s.interval.end)
+                        for s in starts[max(0, at - wanted) : at + wanted]
+                    )
                 if len(candidates) >= wanted:
                     # Any slot of the next ring lies beyond these local midnights.
                     nearest_next = min(
                         (start - local(day - timedelta(days=ring), "00:00")).total_seconds(),
                         (local(day + timedelta(days=ring + 1), "00:00") - start).total_seconds(),
                     )
-                    candidates.sort(key=lambda c: (c[0], c[2].start, c[1]))
-                    if candidates[wanted - 1][0] <= nearest_next:
+                    best = heapq.nsmallest(wanted, candidates)
+                    if best[-1][0] <= nearest_next:
                         break
-            candidates.sort(key=lambda c: (c[0], c[2].start, c[1]))
-            found += [c[2] for c in candidates[:wanted]]
+            best = heapq.nsmallest(wanted, candidates)
+            found += [ev.Slot(start=s, end=e, location_id=loc) for _, s, loc, e in best]
         return found
 
     async def on_confirmed(self, ctx: HandlerContext, delivery: Delivery) -> None:
