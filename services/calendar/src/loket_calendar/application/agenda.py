@@ -211,14 +211,6 @@ async def load_rebuilt(conn: asyncpg.Connection, batches: AsyncIterable[Iterable
 
     Each event's changes are COPYed while the batches still arrive, so PostgreSQL stores and indexes
     them on its own core while this one decodes; the folded rows follow, once per booking."""
-    folded = AgendaFold()
-
-    async def fresh_changes() -> AsyncIterable[tuple[Any, ...]]:
-        async for changes in batches:
-            for booking_id, event_id, event_time, change in changes:
-                if folded.add(booking_id, event_id, event_time, change):
-                    yield event_id, booking_id, event_time, change
-
     # COPY speaks PostgreSQL's binary format: jsonb is a version byte and the JSON text.
     await conn.set_type_codec(
         "jsonb",
@@ -229,19 +221,31 @@ async def load_rebuilt(conn: asyncpg.Connection, batches: AsyncIterable[Iterable
     )
     try:
         with _collector_paused():
-            await conn.copy_records_to_table(
-                "agenda_changes", records=fresh_changes(), columns=["event_id", "booking_id", "event_time", "changes"]
-            )
-            await conn.copy_records_to_table(
-                "agenda",
-                records=[agenda_record(b, state, row_of(state)) for b, state in folded.states.items()],
-                columns=AGENDA_COLUMNS,
-            )
-            await conn.copy_records_to_table(
-                "agenda_days", records=list(folded.days), columns=["booking_id", "location_id", "day"]
-            )
+            return await _copy_folded(conn, batches)  # the fold is freed before the collector is back
     finally:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _copy_folded(conn: asyncpg.Connection, batches: AsyncIterable[Iterable[Change]]) -> int:
+    folded = AgendaFold()
+
+    async def fresh_changes() -> AsyncIterable[tuple[Any, ...]]:
+        async for changes in batches:
+            for booking_id, event_id, event_time, change in changes:
+                if folded.add(booking_id, event_id, event_time, change):
+                    yield event_id, booking_id, event_time, change
+
+    await conn.copy_records_to_table(
+        "agenda_changes", records=fresh_changes(), columns=["event_id", "booking_id", "event_time", "changes"]
+    )
+    await conn.copy_records_to_table(
+        "agenda",
+        records=[agenda_record(b, state, row_of(state)) for b, state in folded.states.items()],
+        columns=AGENDA_COLUMNS,
+    )
+    await conn.copy_records_to_table(
+        "agenda_days", records=list(folded.days), columns=["booking_id", "location_id", "day"]
+    )
     return len(folded.states)
 
 
