@@ -167,12 +167,39 @@ def serve_fastapi_mw(port: int, plain: bytes, packed: bytes) -> None:
     uvicorn.run(_fastapi_app(plain, packed, True), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def serve_gateway(port: int, plain: bytes, packed: bytes) -> None:
+    """Loket's own gateway (loket_stack.gateway, in this process) in front of the bare uvicorn server
+    (another process): the least a request through the gateway can cost."""
+    import tempfile
+
+    from aiohttp import web
+
+    from loket_stack import gateway
+
+    upstream = multiprocessing.get_context("spawn").Process(target=serve_uvicorn, args=(port + 1, plain, packed))
+    upstream.start()
+    try:
+        wait_port(port + 1)
+        key = Path(tempfile.mkdtemp()) / "key.pem"
+        issuer = gateway.TokenIssuer(key, "http://127.0.0.1", "loket", "demo")
+        services = ("catalogue", "booking", "calendar", "notifications")
+        upstreams = {name: f"http://127.0.0.1:{port + 1}" for name in services}
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        app = gateway.build_app(upstreams, issuer, None)
+        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    finally:
+        upstream.terminate()
+
+
 SERVERS = {
     "asyncio": serve_asyncio,
     "aiohttp": serve_aiohttp,
     "uvicorn": serve_uvicorn,
     "fastapi": serve_fastapi,
     "fastapi_mw": serve_fastapi_mw,
+    "gateway": serve_gateway,
 }
 
 
@@ -186,6 +213,18 @@ def wait_port(port: int, timeout: float = 15) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def wait_quiet(limit_pct: float, timeout: float = 180) -> float:
+    """Wait (at most `timeout` s) until other processes use less than limit_pct of the machine
+    (psutil, 100 = every core) over one second; returns the last figure. Others share this box."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = psutil.cpu_percent(interval=1.0)
+        if busy < limit_pct or time.monotonic() > deadline:
+            return busy
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--answer", type=Path)
@@ -194,6 +233,7 @@ def main() -> None:
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--modes", default="inflate,raw,identity")
     p.add_argument("--out", type=Path)
+    p.add_argument("--quiet", type=float, default=15.0, help="wait until the box is busy below this %% first")
     a = p.parse_args()
     plain = a.answer.read_bytes() if a.answer else synthetic_answer()
     packed = gzip.compress(plain, 6, mtime=0)
@@ -209,14 +249,16 @@ def main() -> None:
         try:
             wait_port(a.port)
             for mode in a.modes.split(","):
+                busy = wait_quiet(a.quiet)
                 r = asyncio.run(_availability(f"http://127.0.0.1:{a.port}", 50, a.requests, 60, mode))
                 r["load_average"] = os.getloadavg()
+                r["machine_busy_pct_before"] = busy
                 results["runs"][f"{name}/{mode}"] = r
                 lat = r["latency_ms"]
                 print(
                     f"{name:8} {mode:9} {r['rps']:8} req/s  p50 {lat['p50']:6} p95 {lat['p95']:6} p99 {lat['p99']:6}"
                     f"  client CPU {r['client_cpu_pct']}%  {r['bytes_read_per_answer']} B/answer {r['status']}"
-                    f"  load {os.getloadavg()[0]:.2f}",
+                    f"  load {os.getloadavg()[0]:.2f}, busy before {busy:.0f}%",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -119,13 +119,15 @@ def tables(res: dict[str, Any]) -> str:
         out += [
             "",
             "| availability (residence-card, all locations, 60 days) | req/s | p50 / p95 / p99 / max ms | status "
-            "| slots in answer | client CPU % |",
-            "|---|---|---|---|---|---|",
+            "| slots in answer | bytes read per answer | client CPU % | gateway / calendar CPU % |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for how, r in runs["availability"].items():
+            cpu = r.get("processes", {}).get("cpu_pct", {})
             out.append(
                 f"| {how}, 50 concurrent | {r['rps']} | {_lat(r)} | {r['status']} | {r['slots_in_answer']} "
-                f"| {r['client_cpu_pct']} |"
+                f"| {r.get('bytes_read_per_answer', r.get('answer_bytes'))} | {r['client_cpu_pct']} "
+                f"| {cpu.get('gateway')} / {cpu.get('calendar')} |"
             )
     if "rebuild" in runs:
         r = runs["rebuild"]
