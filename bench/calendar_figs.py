@@ -124,7 +124,10 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
     if over_slots:
         starts = starts[:over_slots]
     bootstrap = f"127.0.0.1:{loket.config.kafka}"
-    loket.stack.stop_process("calendar")
+    # Both calendar processes: the allocator, and the projections (which would otherwise fold the
+    # requests meanwhile). Both start again together, as after a deployment.
+    for name in ("calendar-allocator", "calendar"):
+        loket.stack.stop_process(name)
     t = time.perf_counter()
     partition, first, end = asyncio.run(produce(bootstrap, location, starts, n))
     produce_s = time.perf_counter() - t
@@ -132,9 +135,13 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
     t_spawn = time.perf_counter()
     loket.stack.up_services(timeout=120)  # starts only what is not running: the calendar
     ready_s = time.perf_counter() - t_spawn
-    pid = loket.pids()["calendar"]
+    pids = loket.pids()
     pg = listening_pid(loket.config.postgres)
-    groups = {"calendar": pid, **({"postgres": pg} if pg else {})}
+    groups = {
+        "calendar": pids.get("calendar-allocator", pids["calendar"]),
+        **({"calendar-projections": pids["calendar"]} if "calendar-allocator" in pids else {}),
+        **({"postgres": pg} if pg else {}),
+    }
     with Watch(groups, with_children={"postgres"}) as watch:
         polled = asyncio.run(poll_offset(dsn, partition, first, end, timeout))
     total_s = ready_s + polled["elapsed"]

@@ -24,7 +24,7 @@ PORT_BASE = int(os.environ.get("LOKET_BENCH_PORT_BASE", "23000"))
 DATA = REPO / ".data" / ("bench" if PORT_BASE == 23000 else f"bench-{PORT_BASE}")
 PRODUCT = "bench-card"
 SERVICES = ("catalogue", "booking", "calendar", "notifications")
-PYTHON_PROCS = ("gateway", *SERVICES, "sinks")
+PYTHON_PROCS = ("gateway", *SERVICES, "calendar-allocator", "sinks")
 
 
 def locations() -> list[str]:
@@ -52,6 +52,7 @@ def config(extra_env: dict[str, str] | None = None) -> StackConfig:
         calendar=PORT_BASE + 103,
         notifications=PORT_BASE + 104,
         sms=PORT_BASE + 105,
+        calendar_allocator=PORT_BASE + 106,
         smtp=PORT_BASE + 25,
         postgres=PORT_BASE + 433,
         kafka=PORT_BASE + 92,

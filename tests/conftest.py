@@ -31,6 +31,7 @@ def test_config() -> StackConfig:
         calendar=b + 103,
         notifications=b + 104,
         sms=b + 105,
+        calendar_allocator=b + 106,
         smtp=b + 25,
         postgres=b + 433,
         kafka=b + 92,

@@ -332,9 +332,11 @@ async def test_the_hold_timer_waits_for_a_batch_of_the_same_location(batches_db:
         c.before_commit = slow_commit
         batch = asyncio.create_task(c.process_batch(BOOKINGS.name, 0, records([hold, later])[1:]))
         await gate.wait()
-        expired = await allocator.expire_holds(pool, T0 + timedelta(hours=2), timedelta(0))
+        # Due for "held" (T0 + 30 min), not yet for "later" (T0 + 1 h 30 min).
+        expired = await allocator.expire_holds(pool, T0 + timedelta(hours=1), timedelta(0))
         await batch
         assert expired == 0  # the batch expired it first, under the lock
+        assert await pool.fetchval("SELECT string_agg(booking_id, ',') FROM reservations") == "later"
         types = [(t, d.get("booking_id")) for _, t, d in (await state(pool))["emitted"]]
         assert types.count(("hold-expired", "held")) == 1
         assert ("slot-reserved", "later") in types

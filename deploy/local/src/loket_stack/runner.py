@@ -31,6 +31,13 @@ from loket_stack.postgres import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[4]
 SERVICES = ("catalogue", "booking", "calendar", "notifications")
+# Processes that run a part of a service on their own: name -> (service, port field, environment).
+# The calendar's allocator gets a core of its own: the projections never slow decisions down.
+WORKERS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "calendar-allocator": ("calendar", "calendar_allocator", {"LOKET_ROLES": "allocator"}),
+}
+# What a service's main process keeps doing when its workers run apart.
+MAIN_ROLES = {"calendar": "projections"}
 
 
 class StackError(RuntimeError):
@@ -47,6 +54,7 @@ class StackConfig:
     calendar: int = 8103
     notifications: int = 8104
     sms: int = 8105
+    calendar_allocator: int = 8106
     smtp: int = 8025
     postgres: int = 5433
     kafka: int = 9092
@@ -64,6 +72,7 @@ class StackConfig:
             "calendar",
             "notifications",
             "sms",
+            "calendar_allocator",
             "smtp",
             "postgres",
             "kafka",
@@ -81,7 +90,16 @@ class StackConfig:
     def port_settings(self) -> dict[str, int]:
         return {
             name: getattr(self, name)
-            for name in ("gateway", *SERVICES, "sms", "smtp", "postgres", "kafka", "kafka_controller")
+            for name in (
+                "gateway",
+                *SERVICES,
+                "sms",
+                "calendar_allocator",
+                "smtp",
+                "postgres",
+                "kafka",
+                "kafka_controller",
+            )
         }
 
 
@@ -95,6 +113,7 @@ class Stack:
         self.services = [
             s for s in SERVICES if s not in skip and importlib.util.find_spec(f"loket_{s}.__main__") is not None
         ]
+        self.workers = [w for w, (service, _, _) in WORKERS.items() if service in self.services and w not in skip]
         self.postgres = EmbeddedPostgres(config.data / "pg", config.postgres)
         self.kafka = KafkaBroker(
             data_dir=config.data / "kafka",
@@ -155,7 +174,16 @@ class Stack:
         }
         if service == "catalogue" and c.seed_file is not None:
             env["LOKET_SEED_FILE"] = str(c.seed_file)
+        if service in MAIN_ROLES and any(WORKERS[w][0] == service for w in self.workers):
+            env["LOKET_ROLES"] = MAIN_ROLES[service]
         env.update(c.extra_env)
+        return env
+
+    def worker_env(self, worker: str) -> dict[str, str]:
+        service, port_field, extra = WORKERS[worker]
+        env = self.service_env(service)
+        env.update({"LOKET_SERVICE_NAME": worker, "LOKET_HTTP_PORT": str(getattr(self.config, port_field)), **extra})
+        env.update(self.config.extra_env)
         return env
 
     # --- up / down ------------------------------------------------------------------------
@@ -237,12 +265,16 @@ class Stack:
         )
         for service in self.services:
             self._spawn(service, [python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
+        for worker in self.workers:
+            service, port_field, _ = WORKERS[worker]
+            self._spawn(worker, [python, "-m", f"loket_{service}"], self.worker_env(worker), getattr(c, port_field))
         self.wait_ready(timeout)
         return {"services": time.monotonic() - t}
 
     def wait_ready(self, timeout: float) -> None:
         c = self.config
         checks = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
+        checks.update({w: f"http://127.0.0.1:{getattr(c, WORKERS[w][1])}/readyz" for w in self.workers})
         checks["gateway"] = f"{c.base_url}/healthz"
         checks["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
         deadline = time.monotonic() + timeout
@@ -279,7 +311,7 @@ class Stack:
         self._pid_file(name).unlink(missing_ok=True)
 
     def down(self) -> None:
-        for name in ("gateway", *reversed(SERVICES), "sinks"):
+        for name in ("gateway", *WORKERS, *reversed(SERVICES), "sinks"):
             self.stop_process(name)
         self.kafka.stop()
         self.postgres.stop()
@@ -290,7 +322,8 @@ class Stack:
 
     def status(self) -> dict[str, str]:
         status = {
-            name: ("running" if self._running_pid(name) else "stopped") for name in ("gateway", *SERVICES, "sinks")
+            name: ("running" if self._running_pid(name) else "stopped")
+            for name in ("gateway", *SERVICES, *WORKERS, "sinks")
         }
         status["kafka"] = "running" if self.kafka.is_running() else "stopped"
         status["postgres"] = "running" if self.postgres.running_port() else "stopped"

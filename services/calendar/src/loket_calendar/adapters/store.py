@@ -217,6 +217,12 @@ async def lock_locations(conn: asyncpg.Connection, location_ids: list[str]) -> N
         )
 
 
+async def announce_changes(conn: asyncpg.Connection, channel: str, location_ids: list[str]) -> None:
+    """NOTIFY each location on `channel`: delivered when (and only if) the transaction commits."""
+    if location_ids:
+        await conn.execute("SELECT pg_notify($1, loc) FROM unnest($2::text[]) AS loc", channel, location_ids)
+
+
 async def locations_with_holds_due(conn: Executor, deadline: datetime) -> list[str]:
     rows = await conn.fetch(
         "SELECT DISTINCT location_id FROM reservations WHERE status = 'held' AND hold_expires_at <= $1"

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
@@ -53,6 +54,10 @@ from loket_runtime.logging import get_logger
 
 SOURCE = "loket/calendar"
 LEDGER = "calendar.ledger"
+CHANGED = "calendar.changed-locations"
+# Announced at commit with the location whose reservations changed: availability caches (in
+# this process or in the API's) drop what they kept about it.
+RESERVATIONS_CHANNEL = "loket_calendar_reservations"
 log = get_logger(__name__)
 
 
@@ -75,6 +80,28 @@ async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: En
     await ctx.outbox.add(ctx.conn, CALENDAR.name, location_id, [envelope])
 
 
+@dataclass(frozen=True)
+class _Offered:
+    """Alternatives given for one (location, product, start), and what they were computed from."""
+
+    versions: tuple[int, ...]  # the catalogue's and every location's change counters
+    earliest: datetime  # the booking window then
+    last_day: date
+    made_at: float
+    slots: list[ev.Slot]
+
+    def still_holds(self, versions: tuple[int, ...], earliest: datetime, last_day: date, fresh_since: float) -> bool:
+        """Nothing changed anywhere, and the window only lost starts that were not chosen: the free
+        starts now are a subset of those then, holding every chosen one, so the nearest are too."""
+        return (
+            versions == self.versions
+            and self.made_at >= fresh_since  # changes by another instance, held-back slots coming back
+            and last_day == self.last_day
+            and earliest >= self.earliest
+            and all(slot.start >= earliest for slot in self.slots)
+        )
+
+
 class Allocator:
     def __init__(self, view: CatalogueView, policy: AllocatorPolicy, cache: AvailabilityCache | None = None) -> None:
         self.view = view
@@ -82,6 +109,7 @@ class Allocator:
         # Free starts per location and day, shared with the public availability API. Only the
         # alternatives offered with a rejection read it; decisions always read the database.
         self.cache = cache or AvailabilityCache(view)
+        self._offered: dict[tuple[str, str, datetime], _Offered] = {}
 
     def handlers(self) -> dict[str, object]:
         return {
@@ -110,6 +138,11 @@ class Allocator:
         ledger: BatchLedger | None = ctx.batch_state.get(LEDGER)
         if ledger is not None:
             await ledger.flush()
+        await store.announce_changes(ctx.conn, RESERVATIONS_CHANNEL, sorted(ctx.batch_state.get(CHANGED, ())))
+
+    def changed(self, ctx: HandlerContext, location_id: str) -> None:
+        self.cache.invalidate(location_id)
+        ctx.batch_state.setdefault(CHANGED, set()).add(location_id)
 
     def demand(self, deliveries: list[Delivery]) -> BatchDemand:
         demand = BatchDemand()
@@ -230,7 +263,7 @@ class Allocator:
             # desk single. Try the next desk as if this one had been taken all along.
             log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
             taken = [*taken, Booked(choice.desk_id, interval)]
-        self.cache.invalidate(location_id)
+        self.changed(ctx, location_id)
         return choice.desk_id, interval, hold
 
     async def alternatives(
@@ -239,14 +272,43 @@ class Allocator:
         """The nearest free starts (before or after `start`, within `alternative_days`) at the same
         location, then at the other locations offering the product.
 
-        Days are searched outwards from the requested one (the same day, then one day either side,
-        ...) and the search stops once the slots found are nearer than any on the next days."""
-        found: list[ev.Slot] = []
+        A storm asks the same question thousands of times: the last answer per (location, product,
+        start) is kept and given again while it is provably the same (see `_Offered.still_holds`)."""
         others = sorted(
             loc.location_id
             for loc in self.view.locations.values()
             if product_id in loc.products and loc.location_id != location_id
         )
+        product = self.view.products.get(product_id)
+        if product is None:
+            return []
+        versions = self.cache.versions([location_id, *others])
+        earliest = now + timedelta(hours=product.min_notice_hours)
+        last_day = local_day(now) + timedelta(days=product.max_days_ahead)
+        key = (location_id, product_id, start)
+        kept = self._offered.get(key)
+        clock = time.monotonic()
+        if kept is not None and kept.still_holds(versions, earliest, last_day, clock - self.cache.ttl):
+            return kept.slots
+        slots = await self._search_alternatives(conn, location_id, others, product_id, start, now)
+        if len(self._offered) > 10_000:
+            self._offered.clear()
+        self._offered[key] = _Offered(versions, earliest, last_day, clock, slots)
+        return slots
+
+    async def _search_alternatives(
+        self,
+        conn: asyncpg.Connection,
+        location_id: str,
+        others: list[str],
+        product_id: str,
+        start: datetime,
+        now: datetime,
+    ) -> list[ev.Slot]:
+        """Days are searched outwards from the requested one (the same day, then one day either
+        side, ...) and the search stops once the slots found are nearer than any on the next days:
+        the answer is the nearest starts of the whole span, ties broken by start, then location."""
+        found: list[ev.Slot] = []
         day = local_day(start)
         span = self.policy.alternative_days
         wanted = self.policy.alternatives
@@ -274,7 +336,7 @@ class Allocator:
                         (local(day + timedelta(days=ring + 1), "00:00") - start).total_seconds(),
                     )
                     best = heapq.nsmallest(wanted, candidates)
-                    if best[-1][0] <= nearest_next:
+                    if best[-1][0] < nearest_next:  # strictly: a tie on the next ring could win on start
                         break
             best = heapq.nsmallest(wanted, candidates)
             found += [ev.Slot(start=s, end=e, location_id=loc) for _, s, loc, e in best]
@@ -304,7 +366,7 @@ class Allocator:
         cause: str,
         envelope: Envelope | None,
     ) -> None:
-        self.cache.invalidate(freed.location_id)
+        self.changed(ctx, freed.location_id)
         available_from = at + self.policy.release_holdback
         if self.policy.release_holdback > timedelta(0):
             await book.hold_back(freed.desk_id, freed.location_id, freed.start, freed.end, available_from)
@@ -412,6 +474,7 @@ class Allocator:
                 book = SqlReservations(conn)
                 rows = await book.expire_due(location_id, deadline)
                 await self._expired(HandlerContext(conn=conn, outbox=Outbox()), book, rows)
+                await store.announce_changes(conn, RESERVATIONS_CHANNEL, [location_id] if rows else [])
                 expired += len(rows)
         # Held-back desk-times offered again long ago no longer matter to any decision.
         await store.prune_held_back(pool, now - timedelta(hours=1))

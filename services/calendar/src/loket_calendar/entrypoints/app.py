@@ -17,7 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
-from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.application.allocator import RESERVATIONS_CHANNEL, Allocator, AllocatorPolicy
 from loket_calendar.application.availability import Answer, AnswerKey, AvailabilityCache
 from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
@@ -43,6 +43,17 @@ class CalendarSettings(ServiceSettings):
     hold_grace_seconds: float = 30
     hold_check_seconds: float = 1.0
     max_availability_days: int = 92
+    # What this process does besides the HTTP API, comma-separated: "allocator" (decisions and
+    # the hold timer) and "projections" (the agenda, dead letters). The local stack runs the
+    # allocator in a process of its own, so projections never slow decisions down.
+    roles: str = "allocator,projections"
+
+    def role_set(self) -> set[str]:
+        roles = {r.strip() for r in self.roles.split(",") if r.strip()}
+        unknown = roles - {"allocator", "projections"}
+        if unknown:
+            raise ValueError(f"LOKET_ROLES: unknown role(s) {', '.join(sorted(unknown))}")
+        return roles
 
 
 class SlotOut(BaseModel):
@@ -183,25 +194,30 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     agenda = AgendaProjection()
     listeners: set[asyncio.Queue[str]] = set()
 
+    roles = settings.role_set()
     runtime.keep_catalogue_view(view)
-    runtime.consume(
-        "calendar-allocator",
-        [BOOKINGS.name],
-        allocator.handlers(),
-        before_batch=allocator.before_batch,
-        before_commit=allocator.before_commit,
-    )
-    runtime.consume(AGENDA_GROUP, [BOOKINGS.name, CALENDAR.name], agenda.handlers(), before_commit=agenda.before_commit)
-    runtime.add_consumer(
-        lambda pool: DeadLetterCollector(
-            pool=pool,
-            bootstrap=settings.kafka_bootstrap,
-            group_id=DEAD_LETTER_GROUP,
-            topics=[DEAD_LETTERS.name],
-            handlers={},
-            batch_size=settings.consumer_batch_size,
+    if "allocator" in roles:
+        runtime.consume(
+            "calendar-allocator",
+            [BOOKINGS.name],
+            allocator.handlers(),
+            before_batch=allocator.before_batch,
+            before_commit=allocator.before_commit,
         )
-    )
+    if "projections" in roles:
+        runtime.consume(
+            AGENDA_GROUP, [BOOKINGS.name, CALENDAR.name], agenda.handlers(), before_commit=agenda.before_commit
+        )
+        runtime.add_consumer(
+            lambda pool: DeadLetterCollector(
+                pool=pool,
+                bootstrap=settings.kafka_bootstrap,
+                group_id=DEAD_LETTER_GROUP,
+                topics=[DEAD_LETTERS.name],
+                handlers={},
+                batch_size=settings.consumer_batch_size,
+            )
+        )
 
     async def hold_timer(rt: ServiceRuntime) -> None:
         while True:
@@ -212,20 +228,26 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
                 log.info("holds expired", count=expired)
             await asyncio.sleep(settings.hold_check_seconds)
 
-    async def agenda_listener(rt: ServiceRuntime) -> None:
+    async def notification_listener(rt: ServiceRuntime) -> None:
+        """Agenda changes for the SSE streams, and reservation changes committed by an allocator
+        (in this process or another) for the availability cache."""
         # A connection of its own, not the pool's: a LISTEN must not travel with a pooled connection.
         conn = await connect(settings.database_url)
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda *_: lost.set())
             await conn.add_listener(AGENDA_CHANNEL, lambda *args: [q.put_nowait(args[3]) for q in listeners])
+            await conn.add_listener(RESERVATIONS_CHANNEL, lambda *args: allocator.cache.invalidate(args[3]))
+            # Changes committed before the LISTEN took effect are not announced: start afresh.
+            allocator.cache.invalidate_all()
             await lost.wait()
-            raise ConnectionError("agenda listener lost its connection")  # the runtime restarts this task
+            raise ConnectionError("listener lost its connection")  # the runtime restarts this task
         finally:
             await conn.close()
 
-    runtime.add_task(hold_timer)
-    runtime.add_task(agenda_listener)
+    if "allocator" in roles:
+        runtime.add_task(hold_timer)
+    runtime.add_task(notification_listener)
     app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
     app.state.view = view
     app.include_router(build_router(runtime))
