@@ -58,6 +58,8 @@ class TopicReader:
 
     def __init__(self, bootstrap: str) -> None:
         self._consumer = _consumer(bootstrap)
+        self._stop_at: dict[TopicPartition, int] = {}
+        self._pending: set[TopicPartition] = set()
 
     async def __aenter__(self) -> TopicReader:
         await self._consumer.start()
@@ -74,24 +76,29 @@ class TopicReader:
         tps = list(tps)
         return dict(await self._consumer.end_offsets(tps)) if tps else {}
 
-    async def read(
-        self, stop_at: dict[TopicPartition, int], start_at: dict[TopicPartition, int] | None = None
-    ) -> AsyncIterator[list[Record]]:
-        """Yield batches of records of each partition from `start_at` (default: its beginning) up
-        to, not including, `stop_at`. All partitions are fetched at once (one request per broker)."""
+    async def seek(self, stop_at: dict[TopicPartition, int], start_at: dict[TopicPartition, int] | None = None) -> None:
+        """Position on each partition's records from `start_at` (default: its beginning) up to, not
+        including, `stop_at`. The consumer starts fetching them at once, in the background, so the
+        caller may do other work before it asks for the `batches`."""
         consumer = self._consumer
         tps = [tp for tp, end in stop_at.items() if end > (start_at or {}).get(tp, 0)]
+        self._stop_at = dict(stop_at)
+        self._pending = set()
         if not tps:
             return
         beginning = await consumer.beginning_offsets(tps)
         consumer.assign(tps)
-        pending = set()
         for tp in tps:
             first = max((start_at or {}).get(tp, 0), beginning[tp])
             if first < stop_at[tp]:
                 consumer.seek(tp, first)
-                pending.add(tp)
-        consumer.pause(*(set(tps) - pending))
+                self._pending.add(tp)
+        consumer.pause(*(set(tps) - self._pending))
+
+    async def batches(self) -> AsyncIterator[list[Record]]:
+        """The records `seek` positioned on, a batch per partition and fetch. All partitions are
+        fetched at once (one request per broker)."""
+        consumer, stop_at, pending = self._consumer, self._stop_at, self._pending
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, records in fetched.items():
@@ -114,9 +121,11 @@ async def read(
     stop_at: dict[TopicPartition, int],
     start_at: dict[TopicPartition, int] | None = None,
 ) -> AsyncIterator[list[Record]]:
-    """`TopicReader.read` with a consumer of its own."""
+    """Yield batches of records of each partition from `start_at` (default: its beginning) up to,
+    not including, `stop_at`, with a consumer of its own."""
     async with TopicReader(bootstrap) as reader:
-        async for batch in reader.read(stop_at, start_at):
+        await reader.seek(stop_at, start_at)
+        async for batch in reader.batches():
             yield batch
 
 

@@ -241,13 +241,14 @@ async def rebuild_agenda(pool: asyncpg.Pool, bootstrap: str, verify_only: bool =
             # Captured after the lock: the live consumer cannot move past these while we run.
             ends = await kafka.end_offsets(partitions)
             stop_at = {tp: live.get(tp, 0) for tp in ends} if verify_only else ends
+            await kafka.seek(stop_at)  # the first records are fetched while the tables are emptied
             phase("lock_and_end_offsets")
             for table in TABLES:
                 await conn.execute(f"CREATE TEMP TABLE old_{table} ON COMMIT DROP AS SELECT * FROM {table}")
                 await conn.execute(f"DELETE FROM {table}")
             phase("empty_tables")
             read_started = time.perf_counter()
-            rows = await load_rebuilt(conn, decoded(kafka.read(stop_at)))
+            rows = await load_rebuilt(conn, decoded(kafka.batches()))
             seconds = time.perf_counter() - read_started
             phase("read_fold_and_copy")
             differences = await _compare(conn)
