@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -50,9 +51,13 @@ class CatalogueView:
     schedules: dict[str, ev.SchedulePublished] = field(default_factory=dict)
     closures: dict[str, ev.ClosureDeclared] = field(default_factory=dict)
     generation: int = 0  # raised on every change, so caches built from the view know when to drop
+    # Answers of desks_for and desk_hours: asked for every decision and every free start, and
+    # the same until the catalogue changes.
+    _memo: dict[tuple[str, str, object], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def apply(self, event: ev.Event) -> None:
         self.generation += 1
+        self._memo.clear()
         match event:
             case ev.ProductDefined():
                 self.products[event.product_id] = event
@@ -73,16 +78,20 @@ class CatalogueView:
 
     def replace_with(self, other: CatalogueView) -> None:
         self.generation += 1
+        self._memo.clear()
         for name in ("products", "locations", "desks", "schedules", "closures"):
             mapping = getattr(self, name)
             mapping.clear()
             mapping.update(getattr(other, name))
 
     def desks_for(self, location_id: str, product_id: str) -> list[ev.DeskDefined]:
-        return sorted(
-            (d for d in self.desks.values() if d.location_id == location_id and product_id in d.products),
-            key=lambda d: d.desk_id,
-        )
+        key = ("desks_for", location_id, product_id)
+        if key not in self._memo:
+            self._memo[key] = sorted(
+                (d for d in self.desks.values() if d.location_id == location_id and product_id in d.products),
+                key=lambda d: d.desk_id,
+            )
+        return list(self._memo[key])
 
     def closure_on(self, location_id: str, day: date) -> ev.ClosureDeclared | None:
         for closure in self.closures.values():
@@ -95,6 +104,14 @@ class CatalogueView:
 
     def desk_hours(self, desk_id: str, day: date) -> list[Interval]:
         """The desk's open intervals on a local day, from the schedule in force that day."""
+        key = ("desk_hours", desk_id, day)
+        if key not in self._memo:
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            self._memo[key] = self._desk_hours(desk_id, day)
+        return list(self._memo[key])
+
+    def _desk_hours(self, desk_id: str, day: date) -> list[Interval]:
         in_force = [s for s in self.schedules.values() if s.desk_id == desk_id and s.effective_from <= day]
         if not in_force:
             return []

@@ -12,7 +12,7 @@ rebalance), it raises `RetryCarefully`, and the consumer replays the batch one r
 through `SqlReservations`.
 
 A reservation never crosses local midnight: it lies inside its desk's hours of one day. So the
-ledger indexes reservations by (location, local day) and loads whole days.
+ledger loads whole local days, and a decision about a time needs only that day's rows.
 """
 
 from __future__ import annotations
@@ -176,6 +176,10 @@ def days_of(start: datetime, end: datetime) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def _hour(instant: datetime) -> int:
+    return int(instant.timestamp()) // 3600
+
+
 def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:
     """Rows to one list per column, for `unnest`."""
     return [list(column) for column in zip(*rows, strict=True)]
@@ -193,7 +197,9 @@ class BatchLedger:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self._rows: dict[str, Reservation] = {}
-        self._by_day: dict[tuple[str, date], set[str]] = defaultdict(set)
+        # By the hour (UTC) a reservation starts in: a decision looks at a few hours' rows only.
+        self._by_hour: dict[tuple[str, int], set[str]] = defaultdict(set)
+        self._longest = 0  # seconds: the longest reservation held, how far back an overlap can start
         self._loaded_days: set[tuple[str, date]] = set()
         self._absent: set[str] = set()  # known not to be reserved (never were, or deleted and flushed)
         self._in_db: set[str] = set()  # rows as they stand in the table
@@ -270,13 +276,14 @@ class BatchLedger:
         expires = r.hold_expires_at.astimezone(UTC) if r.hold_expires_at else None
         r = replace(r, start=r.start.astimezone(UTC), end=r.end.astimezone(UTC), hold_expires_at=expires)
         self._rows[r.booking_id] = r
-        self._by_day[(r.location_id, local_day(r.start))].add(r.booking_id)
+        self._by_hour[(r.location_id, _hour(r.start))].add(r.booking_id)
+        self._longest = max(self._longest, int((r.end - r.start).total_seconds()) + 1)
         if r.status == "held" and r.hold_expires_at is not None:
             heapq.heappush(self._holds[r.location_id], (r.hold_expires_at, r.booking_id))
 
     def _drop(self, booking_id: str) -> Reservation:
         r = self._rows.pop(booking_id)
-        self._by_day[(r.location_id, local_day(r.start))].discard(booking_id)
+        self._by_hour[(r.location_id, _hour(r.start))].discard(booking_id)
         self._dirty.discard(booking_id)
         if booking_id in self._in_db:
             self._deleted.add(booking_id)
@@ -316,7 +323,9 @@ class BatchLedger:
         for day in days_of(start, end):
             if (location_id, day) not in self._loaded_days:
                 await self._load_day(location_id, day)
-            for booking_id in self._by_day.get((location_id, day), ()):
+        # Whatever overlaps [start, end) starts after start - longest, on a loaded day.
+        for hour in range(_hour(start - timedelta(seconds=self._longest)), _hour(end) + 1):
+            for booking_id in self._by_hour.get((location_id, hour), ()):
                 r = self._rows[booking_id]
                 if booking_id != ignore_booking and r.start < end and start < r.end:
                     taken.append(Booked(r.desk_id, Interval(r.start, r.end)))
@@ -337,7 +346,7 @@ class BatchLedger:
         current = await self.get(booking_id)
         if current is None:
             return False
-        self._by_day[(current.location_id, local_day(current.start))].discard(booking_id)
+        self._by_hour[(current.location_id, _hour(current.start))].discard(booking_id)
         self._put(replace(current, desk_id=desk_id, start=start, end=end))
         self._dirty.add(booking_id)
         return True
