@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loket_calendar.application import agenda
 from loket_calendar.application.agenda import AGENDA_MODELS, Change, change_of, change_of_record
 from loket_calendar.domain.agenda import AgendaFold, merge, version
 from loket_calendar.domain.agenda import changes_for as agenda_changes
@@ -120,6 +121,15 @@ def test_the_rebuild_decodes_a_record_as_the_live_consumer_does(case: str) -> No
 def test_the_good_cases_give_a_change() -> None:
     for case in ("requested", "rejected with alternatives", "reserved", "newer schema version", "extra fields"):
         assert change_of_record(*CASES[case]) is not None, case
+
+
+def test_a_current_record_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def envelope_read(*_: Any) -> None:
+        raise AssertionError("read through the envelope")
+
+    monkeypatch.setattr(agenda, "_change_of_envelope", envelope_read)
+    for case in ("requested", "rejected with alternatives", "reserved"):
+        assert change_of_record(*CASES[case]) == reference(*CASES[case]), case
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ import gc
 import json
 from collections.abc import AsyncIterable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ from loket_calendar.domain.agenda import (
     version,
 )
 from loket_contracts import events as ev
+from loket_contracts.envelope import Envelope, EnvelopeError
 from loket_contracts.upcasting import parse_event
 from loket_runtime.consumer import Delivery, HandlerContext
 
@@ -82,29 +83,36 @@ def change_of_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes |
     """The agenda change a Kafka record carries, or None: not an agenda event, or unreadable (the
     live consumer dead-lettered those, so a rebuild skips them the same way).
 
-    Accepts and refuses what `Envelope.from_kafka` and `parse_event` do (a unit test holds them to
-    it), but reads only the attributes the agenda needs and validates the body straight from its
-    JSON bytes: a rebuild decodes every event of the log, and this is most of its time."""
+    A rebuild decodes every event of the log, and this is most of its time. So a record of the
+    current schema version is read without building its envelope, its body validated straight
+    from the JSON bytes; anything else, and whatever that refuses, is judged by the envelope's own
+    reading, as the live consumer reads it (a unit test holds the two to the same answers)."""
     try:
         attrs = {name: raw.decode() for name, raw in headers or ()}  # all UTF-8, as for the envelope
-    except (UnicodeDecodeError, AttributeError):
-        return None
-    model = AGENDA_MODELS.get(attrs.get("ce_type", ""))
-    if model is None or "ce_id" not in attrs or "ce_source" not in attrs or value is None:
-        return None
-    try:
-        event_time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else datetime.now(UTC)
-        schemaversion = int(attrs.get("ce_schemaversion", "1"))
-        if schemaversion < model.VERSION:  # an old version goes through its upcasters
-            data = json.loads(value)
-            if not isinstance(data, dict):
-                return None
-            event = parse_event(model.TYPE, schemaversion, data)
-        else:
+        model = AGENDA_MODELS.get(attrs.get("ce_type", ""))
+        if model is None:
+            return None
+        if (
+            value is not None
+            and {"ce_id", "ce_source", "ce_time"} <= attrs.keys()
+            and attrs.get("ce_schemaversion", "1") == str(model.VERSION)
+        ):
             event = model.model_validate_json(value)
-    except (ValueError, LookupError):  # pydantic's ValidationError is a ValueError
+            return change_of(attrs["ce_id"], datetime.fromisoformat(attrs["ce_time"]), event)
+    except (ValueError, AttributeError):  # pydantic's ValidationError is a ValueError
+        pass
+    return _change_of_envelope(headers, value)
+
+
+def _change_of_envelope(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Change | None:
+    try:
+        envelope = Envelope.from_kafka(headers, value)
+        if envelope.type not in AGENDA_MODELS:
+            return None
+        event = parse_event(envelope.type, envelope.schemaversion, envelope.data)
+    except (EnvelopeError, ValueError, LookupError):
         return None
-    return change_of(attrs["ce_id"], event_time, event)
+    return change_of(envelope.id, envelope.time, event)
 
 
 async def apply_changes(conn: asyncpg.Connection, changes: Sequence[Change], notify: bool = True) -> int:
