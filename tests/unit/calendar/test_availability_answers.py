@@ -162,3 +162,37 @@ async def test_rendering_for_each_client(fake: FakeStore) -> None:
     assert status == 200 and b"content-encoding" not in dict(headers) and body == answer.body
     status, headers, body = render_answer(answer, "gzip", answer.etag)
     assert status == 304 and body == b"" and dict(headers)[b"etag"] == answer.etag.encode()
+
+
+async def test_past_half_its_ttl_an_answer_is_renewed_in_the_background(fake: FakeStore) -> None:
+    cache = AvailabilityCache(make_view(), answer_ttl_seconds=0.2)
+    first = await ask(cache)
+    await asyncio.sleep(0.12)
+    fake.gate = asyncio.Event()
+    assert cache.fresh_answer(first.key) is first  # still served ...
+    assert len(cache._building) == 1  # ... and a new one is on its way
+    assert cache.fresh_answer(first.key) is first  # one renewal, not one per request
+    assert len(cache._building) == 1
+    fake.gate.set()
+    await asyncio.gather(*cache._building.values())
+    renewed = cache.fresh_answer(first.key)
+    assert renewed is not None and renewed is not first and renewed.made_at > first.made_at
+    assert cache.answers_built == 2
+    # past the TTL with nobody asking, it is never served
+    await asyncio.sleep(0.25)
+    assert cache.fresh_answer(first.key) is None
+
+
+async def test_the_booking_window_cuts_the_first_day_only(fake: FakeStore) -> None:
+    cache = AvailabilityCache(make_view())
+    days = [MONDAY + timedelta(days=n) for n in range(7)]
+    now = datetime(2026, 9, 8, 8, 5, tzinfo=UTC)  # Tuesday 10:05 in Brussels
+    free = await cache.free(None, "card", ["loc"], days, now)  # type: ignore[arg-type]
+    everything = await cache.free(None, "card", ["loc"], days, NOW)  # type: ignore[arg-type]
+    assert free[("loc", MONDAY)] == []
+    tuesday = MONDAY + timedelta(days=1)
+    assert free[("loc", tuesday)] == [s for s in everything[("loc", tuesday)] if s.interval.start >= now]
+    assert 0 < len(free[("loc", tuesday)]) < len(everything[("loc", tuesday)])
+    for day in days[2:]:
+        assert free[("loc", day)] == everything[("loc", day)]
+        assert free[("loc", day)] is not everything[("loc", day)]  # a list of the caller's own

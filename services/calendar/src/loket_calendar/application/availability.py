@@ -23,7 +23,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import orjson
@@ -62,6 +62,8 @@ class Answer:
     etag: str  # weak: the gzip and the plain answer are the same content
 
 
+YIELD_EVERY = 24  # (location, day) computations between two turns of the event loop
+REFRESH_AFTER = 0.5  # of answer_ttl: a kept answer is recomputed in the background from then on
 GZIP_LEVEL = 6  # 911 KB -> 39 KB in ~6 ms (off the event loop)
 GZIP_LEVEL_CHURN = 1  # -> 66 KB in ~1.5 ms, when the previous answer was replaced by a change before its TTL ran out
 
@@ -83,19 +85,27 @@ class AvailabilityCache:
         # Whole answers: in a release storm thousands ask the very same question.
         self._answers: dict[AnswerKey, Answer] = {}
         self._building: dict[tuple[AnswerKey, tuple[int, ...]], asyncio.Future[Answer]] = {}
+        self._sources: dict[AnswerKey, tuple[asyncpg.Connection | asyncpg.Pool, date, date]] = {}
         self.hits = 0
         self.misses = 0
         self.answers_built = 0
 
     def fresh_answer(self, key: AnswerKey) -> Answer | None:
-        """The kept answer to this query if nothing it depends on changed and it is not too old."""
+        """The kept answer to this query if nothing it depends on changed and it is not too old.
+
+        Past half its TTL a fresh answer is still served, and a new one is computed meanwhile (once):
+        with steady traffic nobody waits for the TTL's recomputation, and none is served older."""
         found = self._answers.get(key)
-        if (
-            found is None
-            or time.monotonic() - found.made_at > self.answer_ttl
-            or found.versions != self.versions(found.locations)
-        ):
+        if found is None or found.versions != self.versions(found.locations):
             return None
+        age = time.monotonic() - found.made_at
+        if age > self.answer_ttl:
+            return None
+        if age > self.answer_ttl * REFRESH_AFTER and (key, found.versions) not in self._building:
+            source = self._sources.get(key)
+            if source is not None:
+                conn, first, last = source
+                self._start_build(conn, key, list(found.locations), found.versions, first, last)
         return found
 
     async def answer(
@@ -114,14 +124,29 @@ class AvailabilityCache:
         if found is not None:
             return found
         versions = self.versions(locations)
-        flight = (key, versions)
-        building = self._building.get(flight)
+        building = self._building.get((key, versions))
         if building is None:
-            building = asyncio.ensure_future(self._build(conn, key, locations, versions, first, last, now))
-            self._building[flight] = building
-            building.add_done_callback(lambda done: self._built(flight, done))
+            building = self._start_build(conn, key, locations, versions, first, last, now)
         # shielded: a client that goes away does not cancel the answer the others wait for
         return await asyncio.shield(building)
+
+    def _start_build(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        key: AnswerKey,
+        locations: list[str],
+        versions: tuple[int, ...],
+        first: date,
+        last: date,
+        now: datetime | None = None,
+    ) -> asyncio.Future[Answer]:
+        flight = (key, versions)
+        building = asyncio.ensure_future(
+            self._build(conn, key, locations, versions, first, last, now or datetime.now(UTC))
+        )
+        self._building[flight] = building
+        building.add_done_callback(lambda done: self._built(flight, done))
+        return building
 
     def _built(self, flight: tuple[AnswerKey, tuple[int, ...]], done: asyncio.Future[Answer]) -> None:
         self._building.pop(flight, None)
@@ -143,7 +168,7 @@ class AvailabilityCache:
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         free = await self.free(conn, product_id, locations, days, now)
         slots: list[dict[str, str]] = []
-        for day in days:
+        for n, day in enumerate(days, 1):
             for loc in locations:
                 for s in free[(loc, day)]:
                     slots.append(
@@ -151,10 +176,12 @@ class AvailabilityCache:
                         if location
                         else {"start": s.start_text, "end": s.end_text, "location": loc}
                     )
+            if n % 8 == 0:
+                await asyncio.sleep(0)  # thousands of slots: let the requests already answered go out
         # Serialised directly: thousands of slots need no second validation pass.
         body = orjson.dumps({"product": product_id, "location": location, "slots": slots})
         previous = self._answers.get(key)
-        churn = previous is not None and made_at - previous.made_at < self.answer_ttl
+        churn = previous is not None and previous.versions != versions  # a change, not the clock, replaced it
         level = GZIP_LEVEL_CHURN if churn else GZIP_LEVEL
         if len(body) > 16_384:
             packed, etag = await asyncio.to_thread(_pack, body, level)
@@ -165,7 +192,9 @@ class AvailabilityCache:
         if versions == self.versions(locations):  # else it is stale already: the waiters get it, nobody keeps it
             if len(self._answers) > 2_000:
                 self._answers.clear()
+                self._sources.clear()
             self._answers[key] = answer
+            self._sources[key] = (conn, first, last)
         return answer
 
     def versions(self, locations: Sequence[str]) -> tuple[int, ...]:
@@ -191,46 +220,49 @@ class AvailabilityCache:
     ) -> dict[tuple[str, date], list[FreeStart]]:
         """Free starts inside the booking window as of `now`, per (location, day)."""
         clock = time.monotonic()
+        found: dict[tuple[str, date], list[FreeStart]] = {}  # taken now: a clear() meanwhile cannot lose them
         missing: dict[str, list[date]] = defaultdict(list)
         for loc in locations:
+            version = (self.view.generation, self._versions[loc])
             for day in days:
                 entry = self._entries.get((loc, product_id, day))
-                if (
-                    entry is None
-                    or entry.version != (self.view.generation, self._versions[loc])
-                    or clock - entry.computed_at > self.ttl
-                ):
+                if entry is None or entry.version != version or clock - entry.computed_at > self.ttl:
                     missing[loc].append(day)
+                else:
+                    found[(loc, day)] = entry.starts
         self.misses += sum(len(d) for d in missing.values())
-        self.hits += len(locations) * len(days) - sum(len(d) for d in missing.values())
+        self.hits += len(found)
         if missing:
             if len(self._entries) > 100_000:  # days long past pile up otherwise
                 self._entries.clear()
-            await self._compute(conn, product_id, missing, clock)
+            found |= await self._compute(conn, product_id, missing, clock)
         product = self.view.products.get(product_id)
         if product is None:
             return {}
         earliest = now + timedelta(hours=product.min_notice_hours)
+        first_day = local_day(earliest)
         last_day = local_day(now) + timedelta(days=product.max_days_ahead)
         result: dict[tuple[str, date], list[FreeStart]] = {}
         for loc in locations:
             for day in days:
-                if day > last_day:
+                if day > last_day or day < first_day:  # a start on an earlier day is before `earliest`
                     result[(loc, day)] = []
-                    continue
-                starts = self._entries[(loc, product_id, day)].starts
-                result[(loc, day)] = [s for s in starts if s.interval.start >= earliest]
+                elif day == first_day:
+                    result[(loc, day)] = [s for s in found[(loc, day)] if s.interval.start >= earliest]
+                else:  # every start of a later day is after `earliest`
+                    result[(loc, day)] = list(found[(loc, day)])
         return result
 
     async def _compute(
         self, conn: asyncpg.Connection | asyncpg.Pool, product_id: str, missing: dict[str, list[date]], clock: float
-    ) -> None:
+    ) -> dict[tuple[str, date], list[FreeStart]]:
         first = min(min(days) for days in missing.values())
         last = max(max(days) for days in missing.values())
         versions = {loc: (self.view.generation, self._versions[loc]) for loc in missing}
         taken = await store.taken_in_range(
             conn, list(missing), local(first, "00:00"), local(last + timedelta(days=1), "00:00"), datetime.now(BRUSSELS)
         )
+        computed: dict[tuple[str, date], list[FreeStart]] = {}
         for loc, days in missing.items():
             for day in days:
                 starts = [
@@ -239,3 +271,9 @@ class AvailabilityCache:
                 ]
                 # The version read before the query: a change during it makes the entry stale at once.
                 self._entries[(loc, product_id, day)] = _Entry(versions[loc], clock, starts)
+                computed[(loc, day)] = starts
+                if len(computed) % YIELD_EVERY == 0:
+                    # Hundreds of days (availability over every location): the event loop is not held
+                    # for the whole computation, requests already answered keep going out.
+                    await asyncio.sleep(0)
+        return computed
