@@ -248,7 +248,7 @@ async def _copy_folded(conn: asyncpg.Connection, batches: AsyncIterable[Iterable
     )
     await conn.copy_records_to_table(
         "agenda",
-        records=[agenda_record(b, state, row_of(state)) for b, state in folded.states.items()],
+        records=(agenda_record(b, state, row_of(state)) for b, state in folded.states.items()),  # sent as made
         columns=AGENDA_COLUMNS,
     )
     await conn.copy_records_to_table(
