@@ -150,9 +150,13 @@ class Gateway:
     async def start(self, _: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=400, keepalive_timeout=30)
         # Bytes pass through untouched (no inflating), and no Accept-Encoding is added to a request
-        # that had none: a client that did not ask for gzip must not get it.
+        # that had none: a client that did not ask for gzip must not get it. No cookie jar: one
+        # client's cookies must never be kept and sent along with another client's requests.
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def stop(self, _: web.Application) -> None:
