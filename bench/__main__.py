@@ -27,7 +27,7 @@ from bench import RESULTS, calendar_figs, report
 from bench.baseline import LOCATION as BASE_LOCATION
 from bench.baseline import PRODUCT as BASE_PRODUCT
 from bench.baseline import Baseline, loadgen
-from bench.loket import PRODUCT, PYTHON_PROCS, Loket, check_agenda, reservations_check, wait_drained
+from bench.loket import PORT_BASE, PRODUCT, PYTHON_PROCS, Loket, check_agenda, reservations_check, wait_drained
 from bench.procs import Watch, listening_pid
 
 DEFAULT = "storm,hot,steady,allocator,availability,rebuild"
@@ -305,7 +305,9 @@ class Bench:
 
     def run(self) -> int:
         self.stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M")
-        self.path = RESULTS / f"{self.stamp}{'-quick' if self.a.quick else ''}.json"
+        # Two benchmarks on other ports (LOKET_BENCH_PORT_BASE) may start in the same minute.
+        ports = "" if PORT_BASE == 23000 else f"-p{PORT_BASE}"
+        self.path = RESULTS / f"{self.stamp}{'-quick' if self.a.quick else ''}{ports}.json"
         wanted = self.a.scenarios
         pair = any(s in wanted for s in ("storm", "hot", "steady"))
         rc = 0
