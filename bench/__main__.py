@@ -210,7 +210,7 @@ class Bench:
     def allocator(self) -> None:
         """Every request gets a desk (no alternatives to compute)."""
         self.fresh_if_dirty()
-        n_fill = 3360 if not self.a.quick else 1680
+        n_fill = 3360  # every place of a location's 60 days, and some more: quick or not
         log(f"allocator: {n_fill} requests, every one gets a desk")
         fill = calendar_figs.allocator(self.loket, n_fill, None, "fill", timeout=self.a.allocator_timeout)
         self.results["runs"]["allocator_fill"] = fill
@@ -220,7 +220,8 @@ class Bench:
     def allocator_storm(self) -> None:
         """A storm's mix: 500 places on 100 starts, the rest rejected with alternatives."""
         self.fresh_if_dirty()
-        n_storm = 5000 if not self.a.quick else 1000
+        # Long enough for several of the allocator's batches (up to 2,000), so "steady" means it.
+        n_storm = 20_000 if not self.a.quick else 10_000
         log(f"allocator: {n_storm} requests on 100 starts (500 places), the rest rejections with alternatives")
         storm = calendar_figs.allocator(self.loket, n_storm, 100, "storm", timeout=self.a.allocator_timeout)
         self.results["runs"]["allocator_storm"] = storm

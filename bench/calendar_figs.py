@@ -177,6 +177,8 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
         "decisions_per_s_after_ready": round((done - first) / polled["elapsed"], 1) if polled["elapsed"] else None,
         "decisions_per_s_steady": round(steady, 1) if steady else None,
         "batches_seen": len(samples),
+        # (seconds after the calendar was ready, decisions committed so far), one per batch seen
+        "commits": [(round(t, 3), off - first) for t, off in samples],
         **asyncio.run(outcomes()),
         "processes": watch.summary(),
     }

@@ -34,7 +34,12 @@ SERVICES = ("catalogue", "booking", "calendar", "notifications")
 # Processes that run a part of a service on their own: name -> (service, port field, environment).
 # The calendar's allocator gets a core of its own: the projections never slow decisions down.
 WORKERS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "calendar-allocator": ("calendar", "calendar_allocator", {"LOKET_ROLES": "allocator"}),
+    # The calendar's main process publishes the outbox the allocator writes.
+    "calendar-allocator": (
+        "calendar",
+        "calendar_allocator",
+        {"LOKET_ROLES": "allocator", "LOKET_OUTBOX_RELAY": "false"},
+    ),
 }
 # What a service's main process keeps doing when its workers run apart.
 MAIN_ROLES = {"calendar": "projections"}

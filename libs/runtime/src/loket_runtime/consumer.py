@@ -137,6 +137,8 @@ class PartitionBatchConsumer:
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            # Room for a whole batch in one fetch (a record with its headers is about 1 KB).
+            max_partition_fetch_bytes=max(1024 * 1024, self.batch_size * 2048),
         )
         self._consumer = consumer
         await consumer.start()

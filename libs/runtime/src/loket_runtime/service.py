@@ -18,9 +18,10 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loket_runtime.auth import JwtVerifier
 from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_view
@@ -106,7 +107,8 @@ class ServiceRuntime:
         self._producer = make_producer(s.kafka_bootstrap, f"{s.service_name}-{s.instance_id}", s.kafka_linger_ms)
         await self._producer.start()
         self.relay = OutboxRelay(s.database_url, self._producer, s.outbox_batch_size, s.outbox_poll_seconds)
-        self._spawn("outbox-relay", self.relay.run)
+        if s.outbox_relay:
+            self._spawn("outbox-relay", self.relay.run)
         for factory in self.consumer_factories:
             consumer = factory(self._pool)
             self.consumers.append(consumer)
@@ -159,6 +161,50 @@ class ServiceRuntime:
         return checks
 
 
+class ObserveRequests:
+    """Latency (to the response's start, so a stream counts until its first byte) and status of
+    every HTTP request, and the caller's correlation id bound to the logs meanwhile. Plain ASGI:
+    Starlette's `BaseHTTPMiddleware` cost about two thirds of a small request's throughput."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw_id = headers.get(b"x-correlation-id") or headers.get(b"x-request-id")
+        correlation_id = raw_id.decode("latin-1") if raw_id else None
+        method = scope["method"]
+        started = time.perf_counter()
+        answered = False
+
+        def observe(status: int) -> None:
+            nonlocal answered
+            answered = True
+            HTTP_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(self.service, method, str(status)).inc()
+
+        async def send_observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                observe(message["status"])
+            await send(message)
+
+        if correlation_id:
+            bind(correlation_id=correlation_id)
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception:
+            if not answered:
+                observe(500)
+            raise
+        finally:
+            if correlation_id:
+                unbind("correlation_id")
+
+
 def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> FastAPI:
     settings = runtime.settings
 
@@ -177,20 +223,7 @@ def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> Fa
     app.state.jwt_verifier = JwtVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        correlation_id = request.headers.get("x-correlation-id") or request.headers.get("x-request-id")
-        if correlation_id:
-            bind(correlation_id=correlation_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            if correlation_id:
-                unbind("correlation_id")
-        HTTP_LATENCY.labels(settings.service_name, request.method).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(settings.service_name, request.method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(ObserveRequests, service=settings.service_name)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = 500
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
+    # Whether this process may be the one that publishes the database's outbox (one relay per
+    # database leads at a time). A process whose CPU goes to decisions can leave it to another.
+    outbox_relay: bool = True
     # OIDC: tokens are checked against this issuer's JWKS; the local stack runs its own issuer.
     oidc_issuer: str = "http://127.0.0.1:8000/api/v1/auth"
     oidc_jwks_url: str = "http://127.0.0.1:8000/api/v1/auth/jwks"

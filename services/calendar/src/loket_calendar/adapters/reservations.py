@@ -176,6 +176,13 @@ def days_of(start: datetime, end: datetime) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def _in_utc(r: Reservation) -> Reservation:
+    """The instants in UTC, as the table gives them back: events built from memory or from the
+    table then read the same. (Rows read from the table are in UTC already.)"""
+    expires = r.hold_expires_at.astimezone(UTC) if r.hold_expires_at else None
+    return replace(r, start=r.start.astimezone(UTC), end=r.end.astimezone(UTC), hold_expires_at=expires)
+
+
 def _hour(instant: datetime) -> int:
     return int(instant.timestamp()) // 3600
 
@@ -271,10 +278,7 @@ class BatchLedger:
     # --- memory ----------------------------------------------------------------------------
 
     def _put(self, r: Reservation) -> None:
-        # In UTC, as the table gives instants back: events built from memory or from the table
-        # then read the same.
-        expires = r.hold_expires_at.astimezone(UTC) if r.hold_expires_at else None
-        r = replace(r, start=r.start.astimezone(UTC), end=r.end.astimezone(UTC), hold_expires_at=expires)
+        """Keep `r`, whose instants are in UTC (see `_in_utc`)."""
         self._rows[r.booking_id] = r
         self._by_hour[(r.location_id, _hour(r.start))].add(r.booking_id)
         self._longest = max(self._longest, int((r.end - r.start).total_seconds()) + 1)
@@ -338,7 +342,7 @@ class BatchLedger:
         if await self.get(reservation.booking_id) is not None:
             return False  # as the table's primary key would answer
         self._absent.discard(reservation.booking_id)
-        self._put(reservation)
+        self._put(_in_utc(reservation))
         self._dirty.add(reservation.booking_id)
         return True
 
@@ -347,7 +351,7 @@ class BatchLedger:
         if current is None:
             return False
         self._by_hour[(current.location_id, _hour(current.start))].discard(booking_id)
-        self._put(replace(current, desk_id=desk_id, start=start, end=end))
+        self._put(_in_utc(replace(current, desk_id=desk_id, start=start, end=end)))
         self._dirty.add(booking_id)
         return True
 
