@@ -143,12 +143,21 @@ class PartitionBatchConsumer:
         self._consumer = consumer
         await consumer.start()
         consumer.subscribe(topics=self.topics, listener=_SeekToStoredOffsets(self))
+        # The next fetch runs while this batch is applied, so the broker round trip and the
+        # records' unpacking do not wait for the database (and the other way round). Safe with
+        # PostgreSQL's offsets: a batch applies only what lies at or after the stored offset, and
+        # every batch is applied (retried until it is) before the next one is looked at.
+        fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500, max_records=self.batch_size))
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                batches = await fetch
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500, max_records=self.batch_size))
                 for tp, records in batches.items():
                     await self._process_with_retry(consumer, tp, records)
         finally:
+            fetch.cancel()
+            with contextlib.suppress(BaseException):
+                await fetch
             with contextlib.suppress(Exception):
                 await asyncio.shield(consumer.stop())
 
