@@ -31,7 +31,7 @@ from loket_calendar.entrypoints.app import MIGRATIONS, CalendarSettings
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
-from loket_runtime.consumer import PartitionBatchConsumer
+from loket_runtime.consumer import PartitionBatchConsumer, as_record
 from loket_runtime.db import create_pool, migrate
 from loket_stack.postgres import EmbeddedPostgres
 
@@ -89,22 +89,7 @@ def requests(view: CatalogueView, n: int, distinct: int) -> list[ConsumerRecord[
             requested_at=now,
         )
         env = Envelope(type=event.TYPE, source="bench", subject=event.booking_id, data=event.model_dump(mode="json"))
-        value = env.kafka_value()
-        out.append(
-            ConsumerRecord(
-                topic=BOOKINGS.name,
-                partition=0,
-                offset=i,
-                timestamp=0,
-                timestamp_type=0,
-                key=LOCATION.encode(),
-                value=value,
-                checksum=None,
-                serialized_key_size=len(LOCATION),
-                serialized_value_size=len(value),
-                headers=env.kafka_headers(),
-            )
-        )
+        out.append(as_record(env, BOOKINGS.name, i, LOCATION))
     return out
 
 

@@ -44,19 +44,9 @@ def merged_seed(path: Path) -> Path:
 
 
 def config(extra_env: dict[str, str] | None = None) -> StackConfig:
-    return StackConfig(
+    return StackConfig.on_ports_from(
+        PORT_BASE,
         data=DATA,
-        gateway=PORT_BASE,
-        catalogue=PORT_BASE + 101,
-        booking=PORT_BASE + 102,
-        calendar=PORT_BASE + 103,
-        notifications=PORT_BASE + 104,
-        sms=PORT_BASE + 105,
-        calendar_allocator=PORT_BASE + 106,
-        smtp=PORT_BASE + 25,
-        postgres=PORT_BASE + 433,
-        kafka=PORT_BASE + 92,
-        kafka_controller=PORT_BASE + 93,
         seed_file=DATA / "seed.yaml",
         extra_env=dict(extra_env or {}),
     )

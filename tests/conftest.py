@@ -23,19 +23,9 @@ PORT_BASE = int(os.environ.get("LOKET_TEST_PORT_BASE", "18000"))
 
 def test_config() -> StackConfig:
     b = PORT_BASE
-    return StackConfig(
+    return StackConfig.on_ports_from(
+        b,
         data=REPO / ".data" / f"test-{b}",
-        gateway=b,
-        catalogue=b + 101,
-        booking=b + 102,
-        calendar=b + 103,
-        notifications=b + 104,
-        sms=b + 105,
-        calendar_allocator=b + 106,
-        smtp=b + 25,
-        postgres=b + 433,
-        kafka=b + 92,
-        kafka_controller=b + 93,
         extra_env={"LOKET_HOLD_CHECK_SECONDS": "0.2", "LOKET_HOLD_GRACE_SECONDS": "0"},
     )
 

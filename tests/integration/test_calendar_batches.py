@@ -26,7 +26,7 @@ from loket_calendar.entrypoints.app import MIGRATIONS
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
-from loket_runtime.consumer import HandlerContext, PartitionBatchConsumer
+from loket_runtime.consumer import HandlerContext, PartitionBatchConsumer, as_record
 from loket_runtime.db import create_pool, migrate
 from tests.conftest import RunningStack
 from tests.unit.calendar.model import at, make_view
@@ -73,6 +73,18 @@ step = st.one_of(
 )
 
 
+def requested(booking_id: str, location: str, product: str, start: datetime, now: datetime) -> ev.BookingRequested:
+    return ev.BookingRequested(
+        booking_id=booking_id,
+        location_id=location,
+        product_id=product,
+        start=start,
+        end=start + timedelta(minutes=DURATION[product]),
+        person=ev.PersonName(given_name="G", family_name=booking_id),
+        requested_at=now,
+    )
+
+
 def events_of(steps: list[tuple[Any, ...]]) -> list[ev.Event]:
     """The booking service's events for the steps (cancels and confirms name any earlier booking,
     whatever became of it: the allocator must cope)."""
@@ -84,15 +96,7 @@ def events_of(steps: list[tuple[Any, ...]]) -> list[ev.Event]:
         match s:
             case ("request", location, product, day, hour, minute):
                 start = at(day, hour, minute)
-                req = ev.BookingRequested(
-                    booking_id=f"b{n:03d}",
-                    location_id=location,
-                    product_id=product,
-                    start=start,
-                    end=start + timedelta(minutes=DURATION[product]),
-                    person=ev.PersonName(given_name="G", family_name=f"b{n:03d}"),
-                    requested_at=now,
-                )
+                req = requested(f"b{n:03d}", location, product, start, now)
                 requests.append(req)
                 out.append(req)
             case ("again", pick) if requests:
@@ -155,22 +159,7 @@ def records(events: list[ev.Event]) -> list[ConsumerRecord[bytes, bytes]]:
             subject=getattr(event, "booking_id", None),
             data=event.model_dump(mode="json"),
         )
-        value = env.kafka_value()
-        out.append(
-            ConsumerRecord(
-                topic=BOOKINGS.name,
-                partition=0,
-                offset=offset,
-                timestamp=0,
-                timestamp_type=0,
-                key=event.location_id.encode(),  # type: ignore[attr-defined]
-                value=value,
-                checksum=None,
-                serialized_key_size=0,
-                serialized_value_size=len(value),
-                headers=env.kafka_headers(),
-            )
-        )
+        out.append(as_record(env, BOOKINGS.name, offset, event.location_id))  # type: ignore[attr-defined]
     return out
 
 
@@ -281,15 +270,7 @@ async def test_a_flush_that_meets_another_writer_replays_the_batch_carefully(bat
 
         allocator.before_batch = read_then_lose_the_race  # type: ignore[method-assign]
         start = at(WEEK[0], 9, 0)
-        request = ev.BookingRequested(
-            booking_id="mine",
-            location_id="loc2",
-            product_id="card",
-            start=start,
-            end=start + timedelta(minutes=20),
-            person=ev.PersonName(given_name="G", family_name="F"),
-            requested_at=T0,
-        )
+        request = requested("mine", "loc2", "card", start, T0)
         c = consumer(pool, allocator, fast=True)
         await c.process_batch(BOOKINGS.name, 0, records([request]))
         rows = await pool.fetch("SELECT booking_id, desk_id FROM reservations ORDER BY booking_id")
@@ -308,15 +289,7 @@ async def test_the_hold_timer_waits_for_a_batch_of_the_same_location(batches_db:
         await pool.execute(f"TRUNCATE {TABLES}")
         allocator = Allocator(two_locations(), AllocatorPolicy())
         start = at(WEEK[0], 13, 0)
-        hold = ev.BookingRequested(
-            booking_id="held",
-            location_id="loc",
-            product_id="long",
-            start=start,
-            end=start + timedelta(minutes=45),
-            person=ev.PersonName(given_name="G", family_name="F"),
-            requested_at=T0,
-        )
+        hold = requested("held", "loc", "long", start, T0)
         later = hold.model_copy(update={"booking_id": "later", "requested_at": T0 + timedelta(hours=1)})
         c = consumer(pool, allocator, fast=True)
         await c.process_batch(BOOKINGS.name, 0, records([hold]))

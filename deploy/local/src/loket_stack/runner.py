@@ -45,6 +45,23 @@ WORKERS: dict[str, tuple[str, str, dict[str, str]]] = {
 MAIN_ROLES = {"calendar": "projections"}
 
 
+# Every port of a stack (LOKET_PORT_<NAME>), and how far from the gateway's it lies when a whole
+# stack is moved to other ports (`StackConfig.on_ports_from`).
+PORT_OFFSETS = {
+    "gateway": 0,
+    "catalogue": 101,
+    "booking": 102,
+    "calendar": 103,
+    "notifications": 104,
+    "sms": 105,
+    "calendar_allocator": 106,
+    "smtp": 25,
+    "postgres": 433,
+    "kafka": 92,
+    "kafka_controller": 93,
+}
+
+
 class StackError(RuntimeError):
     pass
 
@@ -70,42 +87,24 @@ class StackConfig:
     @classmethod
     def from_env(cls, **overrides: object) -> StackConfig:
         config = cls(**overrides)  # type: ignore[arg-type]
-        for name in (
-            "gateway",
-            "catalogue",
-            "booking",
-            "calendar",
-            "notifications",
-            "sms",
-            "calendar_allocator",
-            "smtp",
-            "postgres",
-            "kafka",
-            "kafka_controller",
-        ):
+        for name in PORT_OFFSETS:
             value = os.environ.get(f"LOKET_PORT_{name.upper()}")
             if value:
                 setattr(config, name, int(value))
         return config
+
+    @classmethod
+    def on_ports_from(cls, base: int, **overrides: object) -> StackConfig:
+        """Every port at `base` + its offset: a stack for tests or benchmarks beside `make up`'s."""
+        ports: dict[str, object] = {name: base + offset for name, offset in PORT_OFFSETS.items()}
+        return cls(**(ports | overrides))  # type: ignore[arg-type]
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway}"
 
     def port_settings(self) -> dict[str, int]:
-        return {
-            name: getattr(self, name)
-            for name in (
-                "gateway",
-                *SERVICES,
-                "sms",
-                "calendar_allocator",
-                "smtp",
-                "postgres",
-                "kafka",
-                "kafka_controller",
-            )
-        }
+        return {name: getattr(self, name) for name in PORT_OFFSETS}
 
 
 class Stack:

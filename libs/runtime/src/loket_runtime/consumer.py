@@ -93,6 +93,27 @@ Handler = Callable[[HandlerContext, Delivery], Awaitable[None]]
 BatchHook = Callable[[HandlerContext, list[Delivery]], Awaitable[None]]
 
 
+def as_record(
+    envelope: Envelope, topic: str, offset: int, key: str, partition: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """An envelope as a consumer receives it from the broker, to hand to `process_batch` without
+    one (benchmarks and tests of a consumer's own work)."""
+    value = envelope.kafka_value()
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key.encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=envelope.kafka_headers(),
+    )
+
+
 class PartitionBatchConsumer:
     def __init__(
         self,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -425,20 +425,7 @@ class BatchLedger:
                 "  $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[])"
                 "  AS t(b, l, d, p, s, e, st, h, lang)"
                 " ON CONFLICT DO NOTHING RETURNING booking_id",
-                *_columns(
-                    (
-                        r.booking_id,
-                        r.location_id,
-                        r.desk_id,
-                        r.product_id,
-                        r.start,
-                        r.end,
-                        r.status,
-                        r.hold_expires_at,
-                        r.language,
-                    )
-                    for r in fresh
-                ),
+                *_columns(astuple(r) for r in fresh),  # the columns in the order of the fields
             )
             if len(inserted) != len(fresh):
                 raise RetryCarefully(f"{len(fresh) - len(inserted)} desk-times were taken by another writer")
