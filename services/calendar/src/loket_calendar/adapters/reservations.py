@@ -157,12 +157,14 @@ class BatchDemand:
 
     decision_keys: set[str] = field(default_factory=set)
     booking_ids: set[str] = field(default_factory=set)
+    locations: set[str] = field(default_factory=set)  # every location the batch changes
     days: set[tuple[str, date]] = field(default_factory=set)  # (location, local day)
     latest_now: dict[str, datetime] = field(default_factory=dict)  # per location: the last request time
     earliest_now: datetime | None = None
 
     def span(self, location_id: str, start: datetime, end: datetime, now: datetime) -> None:
         """A decision about [start, end) at `location_id`, made as of `now`."""
+        self.locations.add(location_id)
         for day in days_of(start, end):
             self.days.add((location_id, day))
         if location_id not in self.latest_now or now > self.latest_now[location_id]:

@@ -106,8 +106,8 @@ class Allocator:
     def __init__(self, view: CatalogueView, policy: AllocatorPolicy, cache: AvailabilityCache | None = None) -> None:
         self.view = view
         self.policy = policy
-        # Free starts per location and day, shared with the public availability API. Only the
-        # alternatives offered with a rejection read it; decisions always read the database.
+        # Free starts per location and day, shared with the public availability API in the same
+        # process. Only the alternatives offered with a rejection read it, never a decision.
         self.cache = cache or AvailabilityCache(view)
         self._offered: dict[tuple[str, str, datetime], _Offered] = {}
 
@@ -128,7 +128,7 @@ class Allocator:
     async def before_batch(self, ctx: HandlerContext, deliveries: list[Delivery]) -> None:
         """Lock the batch's locations; in the fast path, read what the batch will touch at once."""
         demand = self.demand(deliveries)
-        await store.lock_locations(ctx.conn, sorted({loc for loc, _ in demand.days} | set(demand.latest_now)))
+        await store.lock_locations(ctx.conn, sorted(demand.locations))
         if not ctx.careful:
             ledger = BatchLedger(ctx.conn)
             await ledger.load(demand)
@@ -165,6 +165,7 @@ class Allocator:
                 )
             elif isinstance(event, ev.BookingCancelled | ev.BookingConfirmed):
                 demand.booking_ids.add(event.booking_id)
+                demand.locations.add(event.location_id)
         return demand
 
     def duration(self, product_id: str) -> timedelta:
