@@ -80,6 +80,14 @@ async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: En
     await ctx.outbox.add(ctx.conn, CALENDAR.name, location_id, [envelope])
 
 
+def ring_days(day: date, rings: int) -> list[date]:
+    """`day`, then the days one, two, ... `rings - 1` away from it on either side."""
+    days = [day]
+    for ring in range(1, rings):
+        days += [day - timedelta(days=ring), day + timedelta(days=ring)]
+    return days
+
+
 @dataclass(frozen=True)
 class _Offered:
     """Alternatives given for one (location, product, start), and what they were computed from."""
@@ -320,9 +328,18 @@ class Allocator:
             # look at thousands of free starts and keep three.
             candidates: list[tuple[float, datetime, str, datetime]] = []
             best = candidates
+            # The requested location is often full for days around a popular start: its whole span
+            # is asked for at once (one read for what the cache lacks), the others ring by ring.
+            whole = (
+                await self.cache.free(conn, product_id, group, ring_days(day, span), now) if len(group) == 1 else None
+            )
             for ring in range(span):
-                days = [day] if ring == 0 else [day - timedelta(days=ring), day + timedelta(days=ring)]
-                free = await self.cache.free(conn, product_id, group, days, now)
+                days = ring_days(day, ring + 1)[-2:] if ring else [day]
+                free = (
+                    {key: whole[key] for key in ((loc, d) for loc in group for d in days)}
+                    if whole is not None
+                    else await self.cache.free(conn, product_id, group, days, now)
+                )
                 for (loc, _), starts in free.items():
                     # Starts are sorted: the nearest `wanted` lie on either side of `start`.
                     at = bisect.bisect_left(starts, start, key=lambda s: s.interval.start)
