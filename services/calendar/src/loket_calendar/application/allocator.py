@@ -192,9 +192,8 @@ class Allocator:
             ctx, req.booking_id, req.location_id, req.product_id, req.start, req.requested_at, req.language
         )
         if isinstance(decision, Rejection):
-            await book.settle()  # the alternatives are read from the table
             alternatives = await self.alternatives(
-                ctx.conn, req.location_id, req.product_id, req.start, req.requested_at
+                ctx, book, req.location_id, req.product_id, req.start, req.requested_at
             )
             await emit(
                 ctx,
@@ -276,7 +275,13 @@ class Allocator:
         return choice.desk_id, interval, hold
 
     async def alternatives(
-        self, conn: asyncpg.Connection, location_id: str, product_id: str, start: datetime, now: datetime
+        self,
+        ctx: HandlerContext,
+        book: ReservationBook,
+        location_id: str,
+        product_id: str,
+        start: datetime,
+        now: datetime,
     ) -> list[ev.Slot]:
         """The nearest free starts (before or after `start`, within `alternative_days`) at the same
         location, then at the other locations offering the product.
@@ -299,7 +304,8 @@ class Allocator:
         clock = time.monotonic()
         if kept is not None and kept.still_holds(versions, earliest, last_day, clock - self.cache.ttl):
             return kept.slots
-        slots = await self._search_alternatives(conn, location_id, others, product_id, start, now)
+        await book.settle()  # the search reads free starts from the table: the batch's rows first
+        slots = await self._search_alternatives(ctx.conn, location_id, others, product_id, start, now)
         if len(self._offered) > 10_000:
             self._offered.clear()
         self._offered[key] = _Offered(versions, earliest, last_day, clock, slots)
@@ -438,9 +444,8 @@ class Allocator:
             ignore_booking=event.booking_id,
         )
         if isinstance(decision, Rejection):
-            await book.settle()
             alternatives = await self.alternatives(
-                ctx.conn, event.location_id, event.product_id, event.new_start, event.requested_at
+                ctx, book, event.location_id, event.product_id, event.new_start, event.requested_at
             )
             await emit(
                 ctx,
