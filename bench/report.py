@@ -105,15 +105,18 @@ def tables(res: dict[str, Any]) -> str:
         out += [
             "",
             "| allocator run | requests | reserved / rejected | decisions/s steady | after ready | incl. start-up "
-            "| calendar CPU % | postgres CPU % |",
-            "|---|---|---|---|---|---|---|---|",
+            "| allocator CPU % | projections CPU % | postgres CPU % |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for a in alloc:
+            # "calendar" is the allocator's process; "calendar-projections" the calendar beside it
+            # (absent in runs from before the allocator had a process of its own).
             cpu = a.get("processes", {}).get("cpu_pct", {})
             out.append(
                 f"| {a['label']} ({a['distinct_starts']} starts) | {a['requests']} | {a['reserved']} / {a['rejected']} "
                 f"| {a['decisions_per_s_steady']} | {a['decisions_per_s_after_ready']} "
-                f"| {a['decisions_per_s_including_startup']} | {cpu.get('calendar')} | {cpu.get('postgres')} |"
+                f"| {a['decisions_per_s_including_startup']} | {cpu.get('calendar')} "
+                f"| {cpu.get('calendar-projections', '')} | {cpu.get('postgres')} |"
             )
     if "availability" in runs:
         out += [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 from asyncpg import Range
@@ -12,24 +11,6 @@ from asyncpg import Range
 from loket_calendar.domain.schedule import Booked, Interval
 
 Executor = asyncpg.Connection | asyncpg.Pool
-
-
-async def taken_around(
-    conn: Executor, location_id: str, start: datetime, end: datetime, now: datetime, ignore_booking: str | None = None
-) -> list[Booked]:
-    """Active reservations and still-held-back freed slots of a location that touch [start, end)."""
-    rows = await conn.fetch(
-        "SELECT desk_id, lower(during) AS s, upper(during) AS e FROM reservations"
-        " WHERE location_id = $1 AND during && tstzrange($2, $3) AND booking_id IS DISTINCT FROM $5"
-        " UNION ALL SELECT desk_id, lower(during), upper(during) FROM held_back"
-        " WHERE location_id = $1 AND during && tstzrange($2, $3) AND available_from > $4",
-        location_id,
-        start,
-        end,
-        now,
-        ignore_booking,
-    )
-    return [Booked(r["desk_id"], Interval(r["s"], r["e"])) for r in rows]
 
 
 async def expire_and_take(
@@ -144,10 +125,6 @@ async def taken_in_range(
     for r in rows:
         result.setdefault(r["location_id"], []).append(Booked(r["desk_id"], Interval(r["s"], r["e"])))
     return result
-
-
-def row_dict(row: asyncpg.Record) -> dict[str, Any]:
-    return dict(row.items())
 
 
 @dataclass(frozen=True)
