@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := $(UV) run --frozen
 
-.PHONY: up down reset status test lint unit contracts bench install browser
+.PHONY: up down reset status test test-dates lint unit contracts bench install browser
 
 install:  ## install uv (if missing) and every Python dependency from the lock file
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,6 +33,17 @@ browser:  ## Debian's Chromium and axe-core (npm) for the browser tests
 
 test: lint browser  ## every test: unit, integration (real Kafka + PostgreSQL), end to end, browser
 	$(PY) pytest -q -p no:cacheprovider
+
+# Days that break calendars: Christmas week, year end, the spring DST change with Easter Monday,
+# the autumn DST change, the day before a leap day. Override: make test-dates TEST_DATES="2027-01-01".
+TEST_DATES ?= 2026-12-21 2026-12-30 2027-03-25 2027-10-29 2028-02-28
+
+test-dates: install browser  ## the end-to-end and browser tests with the stack's clock at 09:30 on each of TEST_DATES
+	@set -e; for day in $(TEST_DATES); do \
+	  echo "== as if it were $$day 09:30 Europe/Brussels"; started=$$SECONDS; \
+	  LOKET_TEST_NOW=$$day $(PY) pytest -q -p no:cacheprovider tests/e2e tests/browser; \
+	  echo "== $$day: passed in $$((SECONDS - started)) s"; \
+	done
 
 unit: install
 	$(PY) pytest -q tests/unit

@@ -3,6 +3,12 @@ started once per test run on ports of its own, so a developer's `make up` stack 
 
 LOKET_TEST_PORT_BASE (default 18000) moves every port; the data lives in .data/test-<base>/ and
 is wiped at the start of each run.
+
+LOKET_TEST_NOW (an ISO 8601 instant with its offset, e.g. 2026-12-21T09:30:00+01:00, or a date
+alone for 09:30 Brussels time that day) runs the
+suite as if it were then: it becomes one LOKET_CLOCK_OFFSET_SECONDS for this process and every
+process of the stack (`loket_runtime.clock`), and the browser's clock follows (tests/browser).
+`make test-dates` runs the date-sensitive tests this way on the days that break calendars.
 """
 
 from __future__ import annotations
@@ -11,14 +17,29 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from loket_runtime import clock
 from loket_stack.runner import REPO, Stack, StackConfig
 
 PORT_BASE = int(os.environ.get("LOKET_TEST_PORT_BASE", "18000"))
+
+
+def instant_of(raw: str) -> datetime:
+    """LOKET_TEST_NOW as an instant: an ISO 8601 instant, or a date alone for 09:30 Brussels that day."""
+    if "T" in raw:
+        return datetime.fromisoformat(raw)
+    day = date.fromisoformat(raw)
+    return datetime(day.year, day.month, day.day, 9, 30, tzinfo=clock.BRUSSELS)
+
+
+if os.environ.get("LOKET_TEST_NOW"):
+    # Set before anything reads the clock; the stack's processes inherit the environment.
+    os.environ[clock.OFFSET_VARIABLE] = clock.shift_to(instant_of(os.environ["LOKET_TEST_NOW"]))
 
 
 def test_config() -> StackConfig:

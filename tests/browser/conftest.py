@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
+from loket_runtime import clock
 from tests.conftest import RunningStack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +68,10 @@ class Pages:
             timezone_id="Europe/Brussels",
         )
         context.set_default_timeout(TIMEOUT_MS)
+        if clock.offset_from_environment():
+            # The stack runs as if it were another day (`make test-dates`): so does the page, whose
+            # "today" (the first day it offers, the date picker) comes from the browser's clock.
+            context.clock.install(time=clock.now())
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))

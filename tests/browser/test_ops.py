@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Pages, assert_accessible, shot
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday
+from tests.e2e.helpers import booking_body, free_slots, open_day
 
 
 def put_poison(bootstrap: str, marker: str) -> None:
@@ -95,7 +95,7 @@ def test_operator_sees_consumer_lag_and_replays_a_dead_letter(pages: Pages, live
     shot(page, "ops-3-replayed")
 
     # The event tail follows one booking across the services' topics.
-    day = next_weekday(3, weeks_ahead=3)
+    day = open_day(client, "annex-35", "migration-counter", min_free=1)
     start = free_slots(client, "annex-35", "migration-counter", day)[0]["start"]
     booked = client.post(
         "/api/v1/bookings",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Pages, assert_accessible, shot
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday
+from tests.e2e.helpers import booking_body, free_by_day, free_slots, open_day, today
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -172,7 +172,7 @@ def test_a_slot_taken_meanwhile_offers_the_alternatives_and_the_waitlist(pages: 
 
 def test_a_held_booking_is_confirmed_from_the_e_mail_link(pages: Pages, live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = next_weekday(5, weeks_ahead=2)  # a Friday (Thursday is closed)
+    day = open_day(client, "long-stay", "migration-counter", min_free=1)
     start = free_slots(client, "long-stay", "migration-counter", day)[0]["start"]
     r = client.post(
         "/api/v1/bookings",
@@ -192,24 +192,10 @@ def test_a_held_booking_is_confirmed_from_the_e_mail_link(pages: Pages, live: Ru
 
 
 def free_days(live: RunningStack, product: str, location: str, days: int = 21) -> dict[str, int]:
-    """The Brussels days with free times in the next `days` days, and how many each has."""
-    today = date.today()
-    r = httpx.get(
-        f"{live.base_url}/api/v1/availability",
-        params={
-            "product": product,
-            "location": location,
-            "from": today.isoformat(),
-            "to": (today + timedelta(days=days)).isoformat(),
-        },
-        timeout=30,
-    )
-    r.raise_for_status()
-    counts: dict[str, int] = {}
-    for slot in r.json()["slots"]:
-        day = datetime.fromisoformat(slot["start"]).astimezone(BRUSSELS).date().isoformat()
-        counts[day] = counts.get(day, 0) + 1
-    return counts
+    """The Brussels days with free times in the next `days` days (ISO dates), and how many each has."""
+    with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        by_day = free_by_day(client, product, location, today(), today() + timedelta(days=days))
+    return {day.isoformat(): len(slots) for day, slots in by_day.items()}
 
 
 def test_an_e_mail_link_preselects_the_product_the_location_and_the_day(pages: Pages, live: RunningStack) -> None:

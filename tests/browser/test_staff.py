@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Pages, assert_accessible, shot
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday
+from tests.e2e.helpers import booking_body, free_slots, open_day
 
 LOCATION = "migration-counter"
 PRODUCT = "short-stay"
@@ -26,7 +26,7 @@ def sign_in(page: Any, username: str) -> None:
 
 def test_staff_sees_a_booking_live_and_handles_it(pages: Pages, live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = next_weekday(2, weeks_ahead=2)  # a Tuesday, away from the resident tests' days
+    day = open_day(client, PRODUCT, LOCATION, exclusive=True)  # a day no other test books: its agenda is ours
     slots = free_slots(client, PRODUCT, LOCATION, day)
     assert slots, f"free slots on {day}"
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import timedelta
 
 import asyncpg
 import httpx
 from playwright.sync_api import expect
 
+from loket_runtime import clock
 from tests.browser.conftest import Pages, assert_accessible, shot
 from tests.conftest import RunningStack
 
 
 def subscribe(live: RunningStack, email: str = "x@example.org") -> tuple[str, str]:
-    today = date.today()
+    today = clock.today()
     r = httpx.post(
         f"{live.base_url}/api/v1/waitlist",
         json={

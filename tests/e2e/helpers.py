@@ -1,31 +1,115 @@
-"""Helpers for tests that talk to the running stack over HTTP, as a frontend would."""
+"""Helpers for tests that talk to the running stack over HTTP, as a frontend would.
+
+Days are chosen by what a test needs, never by an offset from today: `open_day` asks availability
+for the first day with free starts (on a given weekday if the test needs that day's hours), so the
+suite passes on Christmas week, at a DST change or at year end. "Today" is the stack's clock
+(`loket_runtime.clock`), which `make test-dates` moves to other days.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from loket_runtime import clock
+
 _names = itertools.count(1)
 
+MAX_DAYS_AHEAD = 60  # the seed's booking window (every product's max_days_ahead)
+# Every day handed out, and the ones asked for with exclusive=True, per location: an exclusive day
+# is one no other test of this run books (a storm counts its free desks, an agenda its rows).
+_handed_out: set[tuple[str, date]] = set()
+_exclusive: set[tuple[str, date]] = set()
 
-def next_weekday(weekday: int, weeks_ahead: int = 1) -> date:
-    """A date in the future (weeks_ahead weeks from now) falling on ISO `weekday` (1 = Monday)."""
-    day = date.today() + timedelta(days=7 * weeks_ahead)
-    return day + timedelta(days=(weekday - day.isoweekday()) % 7)
+
+def today() -> date:
+    """Today in Brussels on the stack's clock (moved by `make test-dates`, see tests/conftest.py)."""
+    return clock.today()
+
+
+def wall(day: date, hh: int, mm: int) -> str:
+    """A Brussels wall-clock time on `day` as the API writes it (ISO 8601 with its offset)."""
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=clock.BRUSSELS).isoformat()
+
+
+def free_by_day(
+    client: httpx.Client, product: str, location: str, first: date, last: date
+) -> dict[date, list[dict[str, str]]]:
+    """The free starts of `product` at `location` from `first` to `last` (Brussels days), by day."""
+    r = client.get(
+        "/api/v1/availability",
+        params={"product": product, "location": location, "from": first.isoformat(), "to": last.isoformat()},
+    )
+    r.raise_for_status()
+    by_day: dict[date, list[dict[str, str]]] = {}
+    for slot in r.json()["slots"]:
+        by_day.setdefault(datetime.fromisoformat(slot["start"]).astimezone(clock.BRUSSELS).date(), []).append(slot)
+    return by_day
 
 
 def free_slots(client: httpx.Client, product: str, location: str, day: date) -> list[dict[str, str]]:
+    return free_by_day(client, product, location, day, day).get(day, [])
+
+
+def open_day(
+    client: httpx.Client,
+    product: str,
+    location: str,
+    *,
+    weekday: int | None = None,
+    not_before: date | None = None,
+    min_free: int = 5,
+    exclusive: bool = False,
+    timeout: float = 30,
+) -> date:
+    """The first day from `not_before` (default: two days from today) to the end of the booking
+    window on which `location` offers at least `min_free` free starts of `product`, on ISO
+    `weekday` (1 = Monday) when the test needs that day's hours. Holidays, closures and full days
+    have no free starts, so they are skipped whatever the date the suite runs on.
+
+    `exclusive=True` skips every day already given to another test at `location` and keeps this one
+    for the caller alone. Waits up to `timeout` seconds (the catalogue reaches the calendar a moment
+    after the stack starts); fails the test with AssertionError when no day qualifies.
+    """
+    first = not_before or today() + timedelta(days=2)
+    last = today() + timedelta(days=MAX_DAYS_AHEAD)
+    taken = _handed_out if exclusive else _exclusive
+
+    def find() -> date | None:
+        by_day = free_by_day(client, product, location, first, last)
+        for day in sorted(by_day):
+            if weekday in (None, day.isoweekday()) and (location, day) not in taken and len(by_day[day]) >= min_free:
+                return day
+        return None
+
+    found: date | None = wait_until(find, timeout=timeout)
+    assert found, f"no day from {first} to {last} with {min_free} free {product} starts at {location} ({weekday=})"
+    _handed_out.add((location, found))
+    if exclusive:
+        _exclusive.add((location, found))
+    return found
+
+
+def beyond_window(weekday: int) -> date:
+    """The first ISO `weekday` past the booking window: a booking on it is refused as too far ahead."""
+    day = today() + timedelta(days=MAX_DAYS_AHEAD + 1)
+    return day + timedelta(days=(weekday - day.isoweekday()) % 7)
+
+
+def closures(client: httpx.Client, admin_token: str, location: str) -> dict[date, str]:
+    """The days `location` is closed from today to the end of the booking window, with the reason:
+    public holidays, local closing days and ad hoc closures, as the catalogue's admin API lists them."""
     r = client.get(
-        "/api/v1/availability",
-        params={"product": product, "location": location, "from": day.isoformat(), "to": day.isoformat()},
+        "/api/v1/admin/closures",
+        params={"from": today().isoformat(), "to": (today() + timedelta(days=MAX_DAYS_AHEAD)).isoformat()},
+        headers={"Authorization": f"Bearer {admin_token}"},
     )
     r.raise_for_status()
-    slots: list[dict[str, str]] = r.json()["slots"]
-    return slots
+    return {date.fromisoformat(c["day"]): c["reason"] for c in r.json() if c["location_id"] in (None, location)}
 
 
 def booking_body(product: str, location: str, start: str, **overrides: Any) -> dict[str, Any]:

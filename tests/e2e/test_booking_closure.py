@@ -3,24 +3,16 @@ admin API -> closure-declared on the catalogue topic -> booking-closures consume
 
 from __future__ import annotations
 
-from datetime import date
-
 import httpx
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday, wait_until
+from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
 
 
 def test_a_closure_cancels_a_confirmed_booking(live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
     location = "sc-sint-amandsberg"
-    day: date | None = None
-    for weeks in range(3, 8):
-        candidate = next_weekday(3, weeks_ahead=weeks)  # a Wednesday
-        if free_slots(client, "residence-card", location, candidate):
-            day = candidate
-            break
-    assert day is not None
+    day = open_day(client, "residence-card", location, min_free=2, exclusive=True)
     slots = free_slots(client, "residence-card", location, day)
     r = client.post(
         "/api/v1/bookings",

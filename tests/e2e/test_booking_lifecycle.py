@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -20,9 +19,7 @@ import icalendar
 import pytest
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday, wait_until
-
-BRUSSELS = ZoneInfo("Europe/Brussels")
+from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -30,28 +27,12 @@ def client(live: RunningStack) -> httpx.Client:
     return httpx.Client(base_url=live.base_url, timeout=30)
 
 
-def wall(day: date, hh: int, mm: int) -> str:
-    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=BRUSSELS).isoformat()
-
-
-def open_day(
-    client: httpx.Client, product: str, location: str, weekday: int, weeks: int
+def day_with_slots(
+    client: httpx.Client, product: str, location: str, weekday: int
 ) -> tuple[date, list[dict[str, str]]]:
-    """The first `weekday` from `weeks` weeks ahead with free slots (skips holidays), and its slots."""
-    found = wait_until(lambda: _open_day(client, product, location, weekday, weeks), timeout=10)
-    assert found, f"no open {weekday=} for {product} at {location}"
-    return found  # type: ignore[no-any-return]
-
-
-def _open_day(
-    client: httpx.Client, product: str, location: str, weekday: int, weeks: int
-) -> tuple[date, list[dict[str, str]]] | None:
-    for ahead in range(weeks, weeks + 5):
-        day = next_weekday(weekday, weeks_ahead=ahead)
-        slots = free_slots(client, product, location, day)
-        if len(slots) >= 5:
-            return day, slots
-    return None
+    """An open `weekday` with at least five free starts that no other test books, and its free starts."""
+    day = open_day(client, product, location, weekday=weekday, exclusive=True)
+    return day, free_slots(client, product, location, day)
 
 
 def disjoint(slots: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -127,7 +108,7 @@ def all_at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
 
 
 def test_held_booking_is_confirmed_by_the_resident(client: httpx.Client) -> None:
-    _day, slots = open_day(client, "long-stay", "migration-counter", 1, 3)
+    _day, slots = day_with_slots(client, "long-stay", "migration-counter", 1)
     start = slots[0]["start"]
     held = booked(client, "long-stay", "migration-counter", start, status="held")
     assert held["hold_expires_at"] and held["desk"]
@@ -150,7 +131,7 @@ def test_held_booking_is_confirmed_by_the_resident(client: httpx.Client) -> None
 
 
 def test_confirmed_booking_cannot_be_confirmed_as_held(client: httpx.Client) -> None:
-    _day, slots = open_day(client, "annex-35", "migration-counter", 3, 3)
+    _day, slots = day_with_slots(client, "annex-35", "migration-counter", 3)
     start = slots[0]["start"]
     confirmed = booked(client, "annex-35", "migration-counter", start)
     # Confirm of an already confirmed booking is a no-op; a rejected or expired one is refused (below).
@@ -158,7 +139,9 @@ def test_confirmed_booking_cannot_be_confirmed_as_held(client: httpx.Client) -> 
 
 
 def test_the_hold_running_out_expires_the_booking_and_frees_the_slot(live: RunningStack, client: httpx.Client) -> None:
-    day, slots = open_day(client, "long-stay", "sc-wondelgem", 5, 3)  # Friday at Wondelgem: one desk serves long-stay
+    day, slots = day_with_slots(
+        client, "long-stay", "sc-wondelgem", 5
+    )  # Friday at Wondelgem: one desk serves long-stay
     start = slots[0]["start"]
     held = booked(client, "long-stay", "sc-wondelgem", start, status="held")
     assert wait_until(lambda: start not in [s["start"] for s in free_slots(client, "long-stay", "sc-wondelgem", day)])
@@ -186,7 +169,7 @@ def test_the_hold_running_out_expires_the_booking_and_frees_the_slot(live: Runni
 
 
 def test_a_taken_slot_is_a_409_with_alternatives(client: httpx.Client) -> None:
-    _day, slots = open_day(client, "short-stay", "sc-ledeberg", 1, 3)  # Ledeberg: one desk
+    _day, slots = day_with_slots(client, "short-stay", "sc-ledeberg", 1)  # Ledeberg: one desk
     start = slots[0]["start"]
     booked(client, "short-stay", "sc-ledeberg", start)
     r = book(client, "short-stay", "sc-ledeberg", start)
@@ -202,7 +185,7 @@ def test_a_taken_slot_is_a_409_with_alternatives(client: httpx.Client) -> None:
 
 
 def test_prefer_wait_answers_202_when_no_decision_comes_in_time(client: httpx.Client) -> None:
-    _day, slots = open_day(client, "residence-card", "migration-counter", 3, 4)
+    _day, slots = day_with_slots(client, "residence-card", "migration-counter", 3)
     start = slots[0]["start"]
     body = booking_body("residence-card", "migration-counter", start)
     r = client.post("/api/v1/bookings", json=body, headers={"Prefer": "wait=0.001"})
@@ -217,7 +200,7 @@ def test_prefer_wait_answers_202_when_no_decision_comes_in_time(client: httpx.Cl
 def test_the_same_idempotency_key_sent_twice_at_once_makes_one_booking(
     live: RunningStack, client: httpx.Client
 ) -> None:
-    _day, slots = open_day(client, "residence-card", "sc-gentbrugge", 5, 4)
+    _day, slots = day_with_slots(client, "residence-card", "sc-gentbrugge", 5)
     start = slots[0]["start"]
     body = booking_body("residence-card", "sc-gentbrugge", start)
     key = str(uuid.uuid4())
@@ -239,7 +222,7 @@ def test_the_same_idempotency_key_sent_twice_at_once_makes_one_booking(
 
 
 def test_manage_tokens_are_random_hashed_and_a_wrong_one_is_404(live: RunningStack, client: httpx.Client) -> None:
-    _day, slots = open_day(client, "residence-card", "migration-counter", 2, 3)
+    _day, slots = day_with_slots(client, "residence-card", "migration-counter", 2)
     a = booked(client, "residence-card", "migration-counter", slots[0]["start"])
     b = booked(client, "residence-card", "migration-counter", slots[1]["start"])
     assert a["manage_token"] != b["manage_token"]
@@ -264,7 +247,7 @@ def test_manage_tokens_are_random_hashed_and_a_wrong_one_is_404(live: RunningSta
 
 
 def test_reschedule_moves_the_booking_and_a_taken_time_keeps_the_old_one(client: httpx.Client) -> None:
-    day, slots = open_day(client, "short-stay", "sc-drongen", 1, 4)  # Drongen: one desk
+    day, slots = day_with_slots(client, "short-stay", "sc-drongen", 1)  # Drongen: one desk
     slots = disjoint(slots)
     other = booked(client, "short-stay", "sc-drongen", slots[0]["start"])
     mine = booked(client, "short-stay", "sc-drongen", slots[1]["start"])
@@ -293,7 +276,7 @@ def test_reschedule_moves_the_booking_and_a_taken_time_keeps_the_old_one(client:
 
 
 def test_two_reschedules_of_one_booking_at_once_exactly_one_wins(live: RunningStack, client: httpx.Client) -> None:
-    day, slots = open_day(client, "short-stay", "sc-mariakerke", 3, 4)  # Mariakerke: one desk
+    day, slots = day_with_slots(client, "short-stay", "sc-mariakerke", 3)  # Mariakerke: one desk
     slots = disjoint(slots)
     mine = booked(client, "short-stay", "sc-mariakerke", slots[0]["start"])
     targets = [slots[1]["start"], slots[2]["start"]]
@@ -355,7 +338,7 @@ def assert_one_reservation(
 
 
 def test_calendar_ics_parses_with_the_right_times(client: httpx.Client) -> None:
-    _day, slots = open_day(client, "residence-card", "migration-counter", 2, 4)
+    _day, slots = day_with_slots(client, "residence-card", "migration-counter", 2)
     start = slots[0]["start"]
     b = booked(client, "residence-card", "migration-counter", start)
     r = client.get(f"/api/v1/bookings/{b['id']}/calendar.ics", headers=auth(b))
@@ -375,7 +358,7 @@ def test_calendar_ics_parses_with_the_right_times(client: httpx.Client) -> None:
 
 
 def test_staff_actions_their_limits_and_staff_cancel(live: RunningStack, client: httpx.Client) -> None:
-    _day, slots = open_day(client, "residence-card", "migration-counter", 5, 3)
+    _day, slots = day_with_slots(client, "residence-card", "migration-counter", 5)
     start = slots[0]["start"]
     b = booked(client, "residence-card", "migration-counter", start)
     base = f"/api/v1/bookings/{b['id']}"
@@ -407,7 +390,7 @@ def test_staff_actions_their_limits_and_staff_cancel(live: RunningStack, client:
 def test_erasing_a_person_makes_contacts_unreadable_but_keeps_the_booking(
     live: RunningStack, client: httpx.Client
 ) -> None:
-    _day, slots = open_day(client, "orange-card", "migration-counter", 2, 4)
+    _day, slots = day_with_slots(client, "orange-card", "migration-counter", 2)
     start = slots[0]["start"]
     body = booking_body("orange-card", "migration-counter", start)
     body["person"]["national_number"] = "85073003328"

@@ -7,13 +7,14 @@ import asyncio
 import itertools
 import json
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from loket_runtime import clock
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday, wait_until
+from tests.e2e.helpers import booking_body, free_slots, open_day, today, wait_until
 
 LOCATION = "migration-counter"
 ACTIVE = ("held", "confirmed", "checked_in")
@@ -45,7 +46,7 @@ def assert_no_double_booking(body: dict[str, Any]) -> None:
 def test_200_concurrent_requests_for_one_slot_confirm_exactly_the_free_desks(live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
     staff = live.token("staff")
-    day = next_weekday(5, weeks_ahead=3)  # a Friday nobody else books in this run
+    day = open_day(client, "residence-card", LOCATION, exclusive=True)  # a day nobody else books in this run
     start = free_slots(client, "residence-card", LOCATION, day)[4]["start"]
     begin = datetime.fromisoformat(start)
     end = begin + timedelta(minutes=20)
@@ -111,15 +112,15 @@ def test_200_concurrent_requests_for_one_slot_confirm_exactly_the_free_desks(liv
 def test_agenda_as_of_before_and_after_a_cancel(live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
     staff = live.token("staff")
-    day = next_weekday(3, weeks_ahead=3)
-    before_request = datetime.now(UTC)
+    day = open_day(client, "short-stay", LOCATION, min_free=1)
+    before_request = clock.now()
     start = free_slots(client, "short-stay", LOCATION, day)[0]["start"]
     r = client.post("/api/v1/bookings", json=booking_body("short-stay", LOCATION, start), headers={"Prefer": "wait=10"})
     assert r.status_code == 201, r.text
     booking = r.json()
     assert wait_until(lambda: booking["id"] in appointments(agenda(client, staff, day)))
     time.sleep(0.05)
-    while_confirmed = datetime.now(UTC)
+    while_confirmed = clock.now()
     time.sleep(0.05)
     cancel = client.post(
         f"/api/v1/bookings/{booking['id']}/cancel", headers={"Authorization": f"Bearer {booking['manage_token']}"}
@@ -131,7 +132,7 @@ def test_agenda_as_of_before_and_after_a_cancel(live: RunningStack) -> None:
         return shown is not None and shown["status"] == "cancelled"
 
     assert wait_until(cancelled_now)
-    after_cancel = datetime.now(UTC)
+    after_cancel = clock.now()
 
     assert booking["id"] not in appointments(agenda(client, staff, day, as_of=before_request))
     then = appointments(agenda(client, staff, day, as_of=while_confirmed))[booking["id"]]
@@ -150,7 +151,8 @@ def test_agenda_as_of_before_and_after_a_cancel(live: RunningStack) -> None:
 
 
 def test_agenda_stream_pushes_a_change(live: RunningStack) -> None:
-    day = next_weekday(1, weeks_ahead=3)
+    with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        day = open_day(client, "short-stay", LOCATION, min_free=1)
 
     async def scenario() -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {live.token('staff')}"}
@@ -196,7 +198,7 @@ def test_agenda_stream_pushes_a_change(live: RunningStack) -> None:
 
 def test_agenda_needs_staff_of_that_location(live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = next_weekday(1).isoformat()
+    day = today().isoformat()
     assert client.get(f"/api/v1/agenda/{LOCATION}", params={"date": day}).status_code == 401
     other = {"Authorization": f"Bearer {live.token('staff-gentbrugge')}"}
     assert client.get(f"/api/v1/agenda/{LOCATION}", params={"date": day}, headers=other).status_code == 403

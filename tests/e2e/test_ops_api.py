@@ -12,7 +12,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, next_weekday, wait_until
+from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
 
 LOCATION = "migration-counter"
 
@@ -23,7 +23,7 @@ def ops_client(live: RunningStack) -> httpx.Client:
 
 def book(live: RunningStack, product: str = "short-stay", weekday: int = 2) -> dict[str, Any]:
     client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = next_weekday(weekday, weeks_ahead=2)
+    day = open_day(client, product, LOCATION, weekday=weekday, min_free=1)
     start = free_slots(client, product, LOCATION, day)[0]["start"]
     r = client.post("/api/v1/bookings", json=booking_body(product, LOCATION, start), headers={"Prefer": "wait=10"})
     assert r.status_code == 201, r.text

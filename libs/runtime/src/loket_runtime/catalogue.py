@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from loket_contracts import events as ev
 from loket_contracts.events import EVENT_TYPES
 from loket_contracts.topics import CATALOGUE
+from loket_runtime.clock import BRUSSELS as BRUSSELS  # re-exported: the read model's users take it here
 from loket_runtime.consumer import Delivery, HandlerContext, PartitionBatchConsumer
-
-BRUSSELS = ZoneInfo("Europe/Brussels")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loket_runtime import clock
 from loket_runtime.auth import JwtVerifier
 from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_view
 from loket_runtime.consumer import Handler, PartitionBatchConsumer
@@ -242,7 +243,9 @@ def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> Fa
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run one service process (uvloop + httptools when installed)."""
+    """Run one service process (uvloop + httptools when installed). A test clock configured where
+    LOKET_ENVIRONMENT=production stops it here, before it serves anything (`clock.ClockRefused`)."""
+    clock.now()
     uvicorn.run(
         app,
         host=settings.http_host,

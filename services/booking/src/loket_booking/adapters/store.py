@@ -15,6 +15,7 @@ from loket_booking.domain.booking import Booking
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
+from loket_runtime import clock
 from loket_runtime.eventstore import EventStore
 from loket_runtime.outbox import Outbox
 
@@ -59,7 +60,7 @@ class BookingRepository:
                 data=e.model_dump(mode="json"),
                 correlationid=correlation_id or (cause.correlationid if cause else None) or booking.id,
                 causationid=cause.id if cause else None,
-                **({"time": at} if at else {}),
+                time=at or clock.now(),
             )
             for e in new_events
         ]

@@ -31,6 +31,7 @@ from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
 from loket_contracts.topics import CALENDAR, CATALOGUE
+from loket_runtime import clock
 from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.eventstore import ConcurrencyError
@@ -239,7 +240,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         prefer: Annotated[str | None, Header()] = None,
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
-        now = datetime.now(UTC)
+        now = clock.now()
         cmd = NewBooking(
             product=body.product,
             location=body.location,
@@ -352,7 +353,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     )
     async def confirm(booking_id: str, request: Request, token: str | None = None) -> dict[str, Any]:
         row = await authorised_row(request, booking_id, token)
-        booking = await run_command(booking_id, lambda b: b.confirm(datetime.now(UTC)), request)
+        booking = await run_command(booking_id, lambda b: b.confirm(clock.now()), request)
         return view_of(booking, row)
 
     @app.post(
@@ -371,14 +372,14 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                 raise field_problem("reason", "staff give the reason of a cancellation (the resident is told)")
             reason = body.reason
             booking = await run_command(
-                booking_id, lambda b: b.cancel("staff", reason, datetime.now(UTC), timedelta(0)), request
+                booking_id, lambda b: b.cancel("staff", reason, clock.now(), timedelta(0)), request
             )
         else:
             row = await authorised_row(request, booking_id, token)
             resident_reason = (body.reason if body else None) or "cancelled by the resident"
             booking = await run_command(
                 booking_id,
-                lambda b: b.cancel("resident", resident_reason, datetime.now(UTC), policy.resident_cancel_deadline),
+                lambda b: b.cancel("resident", resident_reason, clock.now(), policy.resident_cancel_deadline),
                 request,
             )
         return view_of(booking, row)
@@ -396,7 +397,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         prefer: Annotated[str | None, Header()] = None,
     ) -> Response:
         row = await authorised_row(request, booking_id, token)
-        now = datetime.now(UTC)
+        now = clock.now()
         current = await service.repo.load(runtime.pool, booking_id)
         assert current is not None
         try:
@@ -449,7 +450,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         event = icalendar.Event()
         event.add("uid", f"{booking.id}@loket.gent")
         event.add("sequence", booking.sequence)
-        event.add("dtstamp", datetime.now(UTC))
+        event.add("dtstamp", clock.now())
         event.add("dtstart", booking.start.astimezone(UTC))
         event.add("dtend", booking.end.astimezone(UTC))
         event.add("summary", product.name.model_dump()[booking.language] if product else booking.product_id)
@@ -480,7 +481,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             row = await staff_row(principal, booking_id)
             booking = await run_command(
                 booking_id,
-                lambda b: b.record_attendance(outcome, principal.subject, datetime.now(UTC), policy.checkin_early),
+                lambda b: b.record_attendance(outcome, principal.subject, clock.now(), policy.checkin_early),
                 request,
             )
             return view_of(booking, row)

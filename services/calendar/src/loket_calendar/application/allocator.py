@@ -49,6 +49,7 @@ from loket_calendar.domain.schedule import (
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import CALENDAR
+from loket_runtime import clock
 from loket_runtime.consumer import Delivery, HandlerContext
 from loket_runtime.logging import get_logger
 
@@ -75,6 +76,7 @@ async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: En
         subject=getattr(event, "booking_id", None),
         correlationid=(cause.correlationid or cause.subject) if cause else None,
         causationid=cause.id if cause else None,
+        time=clock.now(),
         data=event.model_dump(mode="json"),
     )
     await ctx.outbox.add(ctx.conn, CALENDAR.name, location_id, [envelope])
@@ -301,14 +303,14 @@ class Allocator:
         last_day = local_day(now) + timedelta(days=product.max_days_ahead)
         key = (location_id, product_id, start)
         kept = self._offered.get(key)
-        clock = time.monotonic()
-        if kept is not None and kept.still_holds(versions, earliest, last_day, clock - self.cache.ttl):
+        offered_at = time.monotonic()
+        if kept is not None and kept.still_holds(versions, earliest, last_day, offered_at - self.cache.ttl):
             return kept.slots
         await book.settle()  # the search reads free starts from the table: the batch's rows first
         slots = await self._search_alternatives(ctx.conn, location_id, others, product_id, start, now)
         if len(self._offered) > 10_000:
             self._offered.clear()
-        self._offered[key] = _Offered(versions, earliest, last_day, clock, slots)
+        self._offered[key] = _Offered(versions, earliest, last_day, offered_at, slots)
         return slots
 
     async def _search_alternatives(

@@ -23,13 +23,14 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 import orjson
 
 from loket_calendar.adapters import store
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView, Interval, free_starts, local, local_day
+from loket_runtime import clock
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,7 @@ class AvailabilityCache:
         now: datetime | None = None,
     ) -> asyncio.Future[Answer]:
         flight = (key, versions)
-        building = asyncio.ensure_future(
-            self._build(conn, key, locations, versions, first, last, now or datetime.now(UTC))
-        )
+        building = asyncio.ensure_future(self._build(conn, key, locations, versions, first, last, now or clock.now()))
         self._building[flight] = building
         building.add_done_callback(lambda done: self._built(flight, done))
         return building
@@ -219,14 +218,14 @@ class AvailabilityCache:
         now: datetime,
     ) -> dict[tuple[str, date], list[FreeStart]]:
         """Free starts inside the booking window as of `now`, per (location, day)."""
-        clock = time.monotonic()
+        computed_at = time.monotonic()
         found: dict[tuple[str, date], list[FreeStart]] = {}  # taken now: a clear() meanwhile cannot lose them
         missing: dict[str, list[date]] = defaultdict(list)
         for loc in locations:
             version = (self.view.generation, self._versions[loc])
             for day in days:
                 entry = self._entries.get((loc, product_id, day))
-                if entry is None or entry.version != version or clock - entry.computed_at > self.ttl:
+                if entry is None or entry.version != version or computed_at - entry.computed_at > self.ttl:
                     missing[loc].append(day)
                 else:
                     found[(loc, day)] = entry.starts
@@ -235,7 +234,7 @@ class AvailabilityCache:
         if missing:
             if len(self._entries) > 100_000:  # days long past pile up otherwise
                 self._entries.clear()
-            found |= await self._compute(conn, product_id, missing, clock)
+            found |= await self._compute(conn, product_id, missing, computed_at)
         product = self.view.products.get(product_id)
         if product is None:
             return {}
@@ -254,13 +253,13 @@ class AvailabilityCache:
         return result
 
     async def _compute(
-        self, conn: asyncpg.Connection | asyncpg.Pool, product_id: str, missing: dict[str, list[date]], clock: float
+        self, conn: asyncpg.Connection | asyncpg.Pool, product_id: str, missing: dict[str, list[date]], at: float
     ) -> dict[tuple[str, date], list[FreeStart]]:
         first = min(min(days) for days in missing.values())
         last = max(max(days) for days in missing.values())
         versions = {loc: (self.view.generation, self._versions[loc]) for loc in missing}
         taken = await store.taken_in_range(
-            conn, list(missing), local(first, "00:00"), local(last + timedelta(days=1), "00:00"), datetime.now(BRUSSELS)
+            conn, list(missing), local(first, "00:00"), local(last + timedelta(days=1), "00:00"), clock.now()
         )
         computed: dict[tuple[str, date], list[FreeStart]] = {}
         for loc, days in missing.items():
@@ -270,7 +269,7 @@ class AvailabilityCache:
                     for i in free_starts(self.view, loc, product_id, day, taken.get(loc, []), None)
                 ]
                 # The version read before the query: a change during it makes the entry stale at once.
-                self._entries[(loc, product_id, day)] = _Entry(versions[loc], clock, starts)
+                self._entries[(loc, product_id, day)] = _Entry(versions[loc], at, starts)
                 computed[(loc, day)] = starts
                 if len(computed) % YIELD_EVERY == 0:
                     # Hundreds of days (availability over every location): the event loop is not held

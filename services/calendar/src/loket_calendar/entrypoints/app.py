@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -24,6 +24,7 @@ from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
 from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
 from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
+from loket_runtime import clock
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
@@ -232,9 +233,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
 
     async def hold_timer(rt: ServiceRuntime) -> None:
         while True:
-            expired = await allocator.expire_holds(
-                rt.pool, datetime.now(UTC), timedelta(seconds=settings.hold_grace_seconds)
-            )
+            expired = await allocator.expire_holds(rt.pool, clock.now(), timedelta(seconds=settings.hold_grace_seconds))
             if expired:
                 log.info("holds expired", count=expired)
             await asyncio.sleep(settings.hold_check_seconds)
@@ -294,7 +293,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             if location
             else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
         )
-        answer = await allocator.cache.answer(runtime.pool, product, location, locations, from_, to, datetime.now(UTC))
+        answer = await allocator.cache.answer(runtime.pool, product, location, locations, from_, to, clock.now())
         status, headers, body = render_answer(
             answer, request.headers.get("accept-encoding", ""), request.headers.get("if-none-match")
         )
@@ -336,7 +335,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         return {
             "location": location,
             "date": date_.isoformat(),
-            "as_of": brussels(as_of or datetime.now(UTC)),
+            "as_of": brussels(as_of or clock.now()),
             "desks": [{"desk": desk, "appointments": appts} for desk, appts in desks.items()],
         }
 
@@ -362,7 +361,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
                 while True:
                     notice = json.loads(await queue.get())
                     if notice.get("rebuilt") or notice.get("location") == location:
-                        notice |= {"location": location, "at": datetime.now(UTC).isoformat()}
+                        notice |= {"location": location, "at": clock.now().isoformat()}
                         yield {"event": "agenda-changed", "data": json.dumps(notice)}
             finally:
                 listeners.discard(queue)

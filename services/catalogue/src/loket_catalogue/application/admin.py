@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -29,6 +29,7 @@ from loket_catalogue.domain.rules import (
 )
 from loket_catalogue.domain.slots import DeskHours, PreviewCount, ProductSpec, preview_counts
 from loket_contracts import events as ev
+from loket_runtime import clock
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 ADMIN_WRITE_LOCK = 7_400_101
@@ -42,10 +43,6 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """The change is well-formed but cannot apply to the entity as it stands."""
-
-
-def brussels_today() -> date:
-    return datetime.now(BRUSSELS).date()
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ def _schedule_hours(data: Mapping[str, object]) -> DeskHours:
 
 
 class CatalogueAdmin:
-    def __init__(self, pool: asyncpg.Pool, today: Callable[[], date] = brussels_today) -> None:
+    def __init__(self, pool: asyncpg.Pool, today: Callable[[], date] = clock.today) -> None:
         self.pool = pool
         self.today = today
         self.catalogue = Catalogue()

@@ -23,6 +23,7 @@ from loket_catalogue.domain.rules import (
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import CATALOGUE
+from loket_runtime import clock
 from loket_runtime.outbox import Outbox
 
 SOURCE = "loket/catalogue"
@@ -59,7 +60,11 @@ class Catalogue:
         else:
             await self.entities.upsert(conn, kind, entity_id, event.model_dump(mode="json"))
         envelope = Envelope(
-            type=event.TYPE, source=SOURCE, subject=f"{kind}:{entity_id}", data=event.model_dump(mode="json")
+            type=event.TYPE,
+            source=SOURCE,
+            subject=f"{kind}:{entity_id}",
+            time=clock.now(),
+            data=event.model_dump(mode="json"),
         )
         await self.outbox.add(conn, CATALOGUE.name, f"{kind}:{entity_id}", [envelope])
 

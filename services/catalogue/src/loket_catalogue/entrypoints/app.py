@@ -14,9 +14,10 @@ from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel
 
 from loket_catalogue.adapters.repository import EntityRepository
-from loket_catalogue.application.admin import CatalogueAdmin, brussels_today
+from loket_catalogue.application.admin import CatalogueAdmin
 from loket_catalogue.application.catalogue import Catalogue, load_seed
 from loket_catalogue.entrypoints.admin import install_admin
+from loket_runtime import clock
 from loket_runtime.logging import get_logger
 from loket_runtime.service import ServiceRuntime, create_app
 from loket_runtime.settings import ServiceSettings
@@ -77,14 +78,14 @@ def build_app(settings: CatalogueSettings | None = None) -> FastAPI:
         if settings.seed_file is None:
             return
         seed = yaml.safe_load(settings.seed_file.read_text())
-        loaded = await load_seed(rt.pool, seed, brussels_today())
+        loaded = await load_seed(rt.pool, seed, clock.today())
         log.info("seed", loaded=loaded, file=str(settings.seed_file))
 
     async def closing_days_daily(rt: ServiceRuntime) -> None:
         # A service that runs over New Year must still know next year's holidays.
         while True:
             await asyncio.sleep(settings.closing_days_check_seconds)
-            year = brussels_today().year
+            year = clock.today().year
             async with rt.pool.acquire() as conn, conn.transaction():
                 declared = await Catalogue().declare_closing_days(conn, [year, year + 1])
             if declared:

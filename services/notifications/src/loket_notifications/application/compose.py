@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -33,6 +33,7 @@ from loket_notifications.domain import sms
 from loket_notifications.domain.ics import Appointment, build_ics
 from loket_notifications.domain.keys import message_id, waitlist_token
 from loket_notifications.domain.kinds import UPCOMING, WITH_ICS, Kind
+from loket_runtime.clock import now as clock_now
 
 
 class NoRecipient(PermanentError):
@@ -86,7 +87,7 @@ class Composer:
         catalogue: CatalogueReader,
         contacts: ContactDirectory,
         settings: ComposeSettings,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = clock_now,
     ) -> None:
         self.catalogue = catalogue
         self.contacts = contacts

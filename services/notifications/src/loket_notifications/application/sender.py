@@ -23,7 +23,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
@@ -41,6 +41,7 @@ from loket_notifications.application.ports import (
 from loket_notifications.domain.kinds import REMINDER_KINDS, Kind
 from loket_notifications.domain.planning import reminder_still_valid
 from loket_notifications.domain.retry import RetryPolicy
+from loket_runtime.clock import now as clock_now
 from loket_runtime.logging import bound, get_logger
 
 log = get_logger(__name__)
@@ -76,7 +77,7 @@ class Sender:
         mail: MailTransport,
         sms: SmsGateway,
         settings: SenderSettings,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = clock_now,
         crash_point: CrashPoint | None = None,
     ) -> None:
         self.pool = pool
@@ -231,6 +232,7 @@ class Sender:
                 type=event.TYPE,
                 source=SOURCE,
                 subject=row.booking_id or row.subscription_id,
+                time=now,
                 schemaversion=event.VERSION,
                 data=event.model_dump(mode="json"),
             )

@@ -34,6 +34,7 @@ from loket_notifications.domain.keys import token_matches, waitlist_token
 from loket_notifications.domain.planning import ReminderPolicy, ReminderRule, rules_from_config
 from loket_notifications.domain.retry import RetryPolicy
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.clock import now as clock_now
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
@@ -155,7 +156,7 @@ def build_app(
     crash_point: CrashPoint | None = None,
 ) -> FastAPI:
     settings = settings or NotificationSettings()
-    clock = clock or (lambda: datetime.now(UTC))
+    clock = clock or clock_now
     runtime = ServiceRuntime(settings, MIGRATIONS)
     store = PostgresStore()
     catalogue = catalogue or CatalogueClient(settings.catalogue_url, settings.catalogue_cache_seconds)
