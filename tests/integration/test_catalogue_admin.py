@@ -31,6 +31,7 @@ from loket_catalogue.application.catalogue import Catalogue
 from loket_catalogue.entrypoints.app import CatalogueSettings, build_app
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import CATALOGUE
+from loket_runtime import clock
 from loket_runtime.auth import JwtVerifier
 from loket_runtime.db import connect
 from loket_runtime.kafka import ensure_topics
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "services" / "catalogue" / "seed" / "ghent.yaml"
 ISSUER = "https://issuer.test/catalogue"
 KID = "test-key-1"
+TODAY = datetime(2026, 12, 1, 9, 30, tzinfo=clock.BRUSSELS)  # the module's "today": its days come after it
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -111,17 +113,19 @@ async def catalogue_env() -> AsyncIterator[Infra]:
         verifier._fetched_at = time.monotonic()
         app.state.jwt_verifier = verifier
 
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalogue.test") as client,
-        ):
-            infra = Infra(client, pg.dsn("loket_catalogue"), broker.bootstrap, key)
-            for _ in range(200):  # the seed loads in a background task at start-up
-                response = await client.get("/api/v1/locations")
-                if response.status_code == 200 and len(response.json()) == 12:
-                    break
-                await asyncio.sleep(0.1)
-            yield infra
+        # The module's fixed days (in 2027) lie ahead of this "today", whatever the day the suite runs.
+        with clock.shifted(TODAY):
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalogue.test") as client,
+            ):
+                infra = Infra(client, pg.dsn("loket_catalogue"), broker.bootstrap, key)
+                for _ in range(200):  # the seed loads in a background task at start-up
+                    response = await client.get("/api/v1/locations")
+                    if response.status_code == 200 and len(response.json()) == 12:
+                        break
+                    await asyncio.sleep(0.1)
+                yield infra
     finally:
         with contextlib.suppress(Exception):
             broker.stop()

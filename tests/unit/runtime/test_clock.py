@@ -57,3 +57,17 @@ def test_today_is_the_brussels_date(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clock, "_offset", late - datetime.now(UTC))
     assert clock.now().tzinfo is not None
     assert clock.today() == date(2027, 1, 1)
+
+
+def test_shifted_runs_this_process_as_if_it_were_another_day() -> None:
+    before = clock.now()
+    with clock.shifted(datetime(2027, 10, 31, 2, 30, tzinfo=UTC)):  # the autumn DST change, in UTC
+        assert clock.today() == date(2027, 10, 31)
+        assert clock.now().astimezone(clock.BRUSSELS).utcoffset() == timedelta(hours=1)
+    assert abs(clock.now() - before) < timedelta(seconds=5)
+
+
+def test_shifted_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOKET_ENVIRONMENT", "production")
+    with pytest.raises(clock.ClockRefused), clock.shifted(datetime(2027, 1, 1, tzinfo=UTC)):
+        pass

@@ -18,6 +18,8 @@ system clock by the JWT library, and PostgreSQL's own `now()`, used only for boo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -69,3 +71,18 @@ def now() -> datetime:
 def today() -> date:
     """Today's date in Brussels, where the counter is: the day a resident and a clerk call today."""
     return now().astimezone(BRUSSELS).date()
+
+
+@contextmanager
+def shifted(start: datetime) -> Iterator[None]:
+    """Inside the block this process's clock reads `start` (aware) now and runs on from it: for a
+    test that runs a service in-process on fixed days. Refused in production like the variables."""
+    global _offset
+    if os.environ.get("LOKET_ENVIRONMENT", "").strip().lower() == "production":
+        raise ClockRefused("a shifted clock is for tests, never production")
+    before = _offset
+    _offset = start - datetime.now(UTC)
+    try:
+        yield
+    finally:
+        _offset = before

@@ -85,15 +85,19 @@ class PostgresStore:
             view.sequence,
         )
 
-    async def void_pending(self, conn: Conn, booking_id: str, below_version: int, kinds: list[str], reason: str) -> int:
-        """Cancel the booking's messages of these kinds that are not being sent yet."""
+    async def void_pending(
+        self, conn: Conn, booking_id: str, below_version: int, kinds: list[str], reason: str, now: datetime
+    ) -> int:
+        """Cancel the booking's messages of these kinds that are not being sent yet, finished at `now`
+        (the service's clock, never PostgreSQL's: `forget` compares it with the same clock)."""
         result: str = await conn.execute(
-            "UPDATE deliveries SET status = 'cancelled', last_error = $4, finished_at = now(), updated_at = now()"
+            "UPDATE deliveries SET status = 'cancelled', last_error = $4, finished_at = $5, updated_at = now()"
             " WHERE booking_id = $1 AND version < $2 AND kind = ANY($3::text[]) AND status = 'pending'",
             booking_id,
             below_version,
             kinds,
             f"void: booking {reason}",
+            now,
         )
         return int(result.split()[-1])
 
@@ -269,19 +273,22 @@ class PostgresStore:
             language,
         )
 
-    async def unsubscribe(self, pool: asyncpg.Pool, subscription_id: str) -> bool:
-        """Unsubscribe, and drop the messages not sent to them yet. False if there is no such subscription."""
+    async def unsubscribe(self, pool: asyncpg.Pool, subscription_id: str, now: datetime) -> bool:
+        """Unsubscribe at `now` (the service's clock, as `forget` reads it), and drop the messages not
+        sent to them yet. False if there is no such subscription."""
         async with pool.acquire() as conn, conn.transaction():
             found = await conn.fetchval(
-                "UPDATE waitlist SET unsubscribed_at = COALESCE(unsubscribed_at, now()) WHERE id = $1 RETURNING id",
+                "UPDATE waitlist SET unsubscribed_at = COALESCE(unsubscribed_at, $2) WHERE id = $1 RETURNING id",
                 uuid.UUID(subscription_id),
+                now,
             )
             if found is None:
                 return False
             await conn.execute(
-                "UPDATE deliveries SET status = 'cancelled', last_error = 'unsubscribed', finished_at = now(),"
+                "UPDATE deliveries SET status = 'cancelled', last_error = 'unsubscribed', finished_at = $2,"
                 " updated_at = now() WHERE subscription_id = $1 AND status = 'pending'",
                 uuid.UUID(subscription_id),
+                now,
             )
         return True
 

@@ -75,7 +75,12 @@ class Planner:
             await self.store.save_booking(ctx.conn, decision.state)
         if decision.void_below is not None:
             voided = await self.store.void_pending(
-                ctx.conn, booking_id, decision.void_below, [k.value for k in decision.void_kinds], f"{event.TYPE}"
+                ctx.conn,
+                booking_id,
+                decision.void_below,
+                [k.value for k in decision.void_kinds],
+                f"{event.TYPE}",
+                delivery.envelope.time,
             )
             if voided:
                 log.info("pending messages cancelled", booking_id=booking_id, count=voided, cause=event.TYPE)

@@ -328,7 +328,7 @@ def build_app(
             raise Problem(404, "Not found", "No such waitlist subscription.") from None
         if not token_matches(settings.waitlist_secret, subscription_id, token):
             raise Problem(404, "Not found", "No such waitlist subscription.")
-        if not await store.unsubscribe(runtime.pool, subscription_id):
+        if not await store.unsubscribe(runtime.pool, subscription_id, clock()):
             raise Problem(404, "Not found", "No such waitlist subscription.")
         return Response(status_code=204)
 
