@@ -329,6 +329,8 @@ class KafkaBroker:
     @property
     def pid(self) -> int | None:
         """Pid of the running broker (launched or adopted), else None."""
+        if self._proc is not None and self._proc.poll() is None:  # even before _pid is set
+            return self._proc.pid
         if self._pid is not None and self._is_ours(self._pid):
             return self._pid
         pid = self._read_pid()
@@ -336,6 +338,16 @@ class KafkaBroker:
 
     def is_running(self) -> bool:
         return self.pid is not None
+
+    @property
+    def child_pid(self) -> int | None:
+        """Pid of the broker this object launched while its Popen has not reaped it."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """How the broker this object launched ended (negative: the signal); None while it runs."""
+        return self._proc.poll() if self._proc is not None else None
 
     def is_ready(self) -> bool:
         """The broker answers on its port and lists itself as alive."""

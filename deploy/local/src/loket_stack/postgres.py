@@ -26,12 +26,29 @@ class EmbeddedPostgres:
         self.data = root / "data"
         self.port = port
 
+    def _lock(self) -> list[str]:
+        """postmaster.pid: pid, data directory, start time, port, ..."""
+        try:
+            return (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return []
+
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs: not ended (a killed one may stay a zombie) and a
+        postgres still (the lock file outlives a killed postmaster, and its pid may be reused)."""
+        lines = self._lock()
+        try:
+            pid = int(lines[0])
+        except (IndexError, ValueError):
+            return None
+        if _state(pid) in (None, "Z") or "postgres" not in _comm(pid):
+            return None
+        return pid
+
     def running_port(self) -> int | None:
-        pid_file = self.data / "postmaster.pid"
-        if pid_file.exists():
-            lines = pid_file.read_text().splitlines()
-            if len(lines) > 3 and utils.process_is_running(int(lines[0])):
-                return int(lines[3])
+        lines = self._lock()
+        if len(lines) > 3 and self.pid() is not None:
+            return int(lines[3])
         return None
 
     def dsn(self, database: str = "postgres") -> str:
@@ -51,6 +68,12 @@ class EmbeddedPostgres:
         if running is not None:
             self.port = running
             return self.dsn()
+        lines = self._lock()
+        if lines and lines[0].isdigit() and _state(int(lines[0])) == "Z":
+            # A killed postmaster that nobody reaps (its parent is an init that does not) still
+            # "exists", so PostgreSQL would take its lock file for a live server's and refuse to
+            # start. It has ended: the lock is stale.
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
         # TCP on loopback only, no Unix socket; enough connections for several services and tests.
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300 -c shared_buffers=256MB"
@@ -78,3 +101,18 @@ class EmbeddedPostgres:
             ).stdout.strip()
             if not exists:
                 subprocess.run([psql, self.dsn(), "-qc", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+
+
+def _state(pid: int) -> str | None:
+    """The state letter of a process (R, S, Z, ...), None when there is none."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None if not utils.process_is_running(pid) else "?"
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "postgres" if utils.process_is_running(pid) else ""

@@ -5,24 +5,31 @@ services and the gateway at one origin.
     python -m loket_stack down      # stops a stack started elsewhere
     python -m loket_stack reset     # stops it and wipes .data/
     python -m loket_stack status
+    python -m loket_stack stop NAME # stops one process; `up` leaves it stopped until `start NAME`
 
 Ports come from LOKET_PORT_* variables (see StackConfig); data lives in .data/ (or $LOKET_DATA_DIR).
-Each process logs to .data/logs/<name>.log.
+Each process logs to .data/logs/<name>.log. `up` supervises what it starts (loket_stack.supervisor);
+a process's pid is in .data/run/<name>.pid, the supervisor's view in .data/run/supervisor.json.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,6 +50,8 @@ WORKERS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 # What a service's main process keeps doing when its workers run apart.
 MAIN_ROLES = {"calendar": "projections"}
+# The infrastructure, watched and restarted as the processes are (first: the rest needs it).
+INFRA = ("postgres", "kafka")
 
 
 # Every port of a stack (LOKET_PORT_<NAME>), and how far from the gateway's it lies when a whole
@@ -118,6 +127,8 @@ class Stack:
             s for s in SERVICES if s not in skip and importlib.util.find_spec(f"loket_{s}.__main__") is not None
         ]
         self.workers = [w for w, (service, _, _) in WORKERS.items() if service in self.services and w not in skip]
+        # The processes this object started, kept so that they are reaped (no zombie) and their exit known.
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.postgres = EmbeddedPostgres(config.data / "pg", config.postgres)
         self.kafka = KafkaBroker(
             data_dir=config.data / "kafka",
@@ -133,31 +144,95 @@ class Stack:
         return self.run_dir / f"{name}.pid"
 
     def _running_pid(self, name: str) -> int | None:
-        pid_file = self._pid_file(name)
-        if not pid_file.exists():
-            return None
-        pid = int(pid_file.read_text().strip() or 0)
+        """The pid of the process `name` if it runs: not ended (a zombie has), and still the program
+        it was (a pid file outlives its process, and the pid may since name another)."""
+        process = self._procs.get(name)
+        if process is not None:
+            process.poll()  # reaps it if it has ended (its returncode stays for exit_code)
         try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
+            pid = int(self._pid_file(name).read_text().strip() or 0)
+        except (OSError, ValueError):
             return None
-        return pid
+        module = "loket_stack." + name if name in ("gateway", "sinks") else "loket_" + WORKERS.get(name, (name,))[0]
+        return pid if pid > 0 and _runs(pid, module) else None
+
+    def process_pid(self, name: str) -> int | None:
+        """The pid of any process of the stack (PostgreSQL's postmaster, Kafka's broker included)."""
+        if name == "postgres":
+            return self.postgres.pid()
+        if name == "kafka":
+            return self.kafka.pid
+        return self._running_pid(name)
+
+    def exit_code(self, name: str) -> int | None:
+        """How a process this object started ended (negative: the signal), if it has and is known."""
+        if name == "kafka":
+            return self.kafka.returncode
+        process = self._procs.get(name)
+        return process.poll() if process is not None else None
+
+    def owned_pids(self) -> set[int]:
+        """The children that a Popen object here waits for (not to be reaped behind its back)."""
+        pids = {p.pid for p in self._procs.values() if p.returncode is None}
+        return pids | ({self.kafka.child_pid} if self.kafka.child_pid is not None else set())
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], port: int) -> None:
         if self._running_pid(name) is not None:
             return
         _require_free_port(port, name)
-        log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._pid_file(name).write_text(str(process.pid))
+        with (self.logs / f"{name}.log").open("ab") as log, held_signals():
+            # Ctrl-C between the start and the pid file would leave a process that `down` cannot find.
+            process = subprocess.Popen(
+                args,
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self._procs[name] = process
+            self._pid_file(name).write_text(str(process.pid))
+
+    def commands(self) -> dict[str, tuple[list[str], dict[str, str], int]]:
+        """name -> (command line, environment, port) of each process of the stack but the infrastructure."""
+        c = self.config
+        python = sys.executable
+        sinks = [python, "-m", "loket_stack.sinks", "--mail-dir", str(c.data / "mail")]
+        sinks += ["--sms-file", str(c.data / "sms.jsonl"), "--smtp-port", str(c.smtp), "--sms-port", str(c.sms)]
+        upstreams = [f"--upstream={s}=http://127.0.0.1:{getattr(c, s)}" for s in SERVICES]
+        web_dir = REPO / "web" / "dist"
+        web_args = ["--web-dir", str(web_dir if web_dir.is_dir() else REPO / "web")] if (REPO / "web").is_dir() else []
+        gateway = [python, "-m", "loket_stack.gateway", "--port", str(c.gateway)]
+        gateway += ["--key-file", str(c.data / "auth" / "signing-key.pem"), *upstreams, *web_args]
+        commands = {
+            "sinks": (sinks, {}, c.sms),
+            "gateway": (gateway, {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"}, c.gateway),
+        }
+        for service in self.services:
+            commands[service] = ([python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
+        for worker in self.workers:
+            service, port_field, _ = WORKERS[worker]
+            commands[worker] = ([python, "-m", f"loket_{service}"], self.worker_env(worker), getattr(c, port_field))
+        return commands
+
+    def start_process(self, name: str) -> None:
+        """Start one process of the stack again (without waiting for a service to be ready)."""
+        if name == "postgres":
+            self.postgres.start()
+        elif name == "kafka":
+            self.kafka.start(timeout=90)
+        else:
+            args, env, port = self.commands()[name]
+            self._spawn(name, args, env, port)
+
+    def ready_urls(self) -> dict[str, str]:
+        c = self.config
+        urls = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
+        urls.update({w: f"http://127.0.0.1:{getattr(c, WORKERS[w][1])}/readyz" for w in self.workers})
+        urls["gateway"] = f"{c.base_url}/healthz"
+        urls["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
+        return urls
 
     def service_env(self, service: str) -> dict[str, str]:
         c = self.config
@@ -227,60 +302,14 @@ class Stack:
 
     def up_services(self, timeout: float = 180) -> dict[str, float]:
         """The SMTP/SMS sinks, the gateway and the services; waits until each is ready."""
-        c = self.config
         t = time.monotonic()
-        python = sys.executable
-        self._spawn(
-            "sinks",
-            [
-                python,
-                "-m",
-                "loket_stack.sinks",
-                "--mail-dir",
-                str(c.data / "mail"),
-                "--sms-file",
-                str(c.data / "sms.jsonl"),
-                "--smtp-port",
-                str(c.smtp),
-                "--sms-port",
-                str(c.sms),
-            ],
-            {},
-            c.sms,
-        )
-        upstreams = [f"--upstream={s}=http://127.0.0.1:{getattr(c, s)}" for s in SERVICES]
-        web_dir = REPO / "web" / "dist"
-        web_args = ["--web-dir", str(web_dir if web_dir.is_dir() else REPO / "web")] if (REPO / "web").is_dir() else []
-        self._spawn(
-            "gateway",
-            [
-                python,
-                "-m",
-                "loket_stack.gateway",
-                "--port",
-                str(c.gateway),
-                "--key-file",
-                str(c.data / "auth" / "signing-key.pem"),
-                *upstreams,
-                *web_args,
-            ],
-            {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"},
-            c.gateway,
-        )
-        for service in self.services:
-            self._spawn(service, [python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
-        for worker in self.workers:
-            service, port_field, _ = WORKERS[worker]
-            self._spawn(worker, [python, "-m", f"loket_{service}"], self.worker_env(worker), getattr(c, port_field))
+        for name, (args, env, port) in self.commands().items():
+            self._spawn(name, args, env, port)
         self.wait_ready(timeout)
         return {"services": time.monotonic() - t}
 
     def wait_ready(self, timeout: float) -> None:
-        c = self.config
-        checks = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
-        checks.update({w: f"http://127.0.0.1:{getattr(c, WORKERS[w][1])}/readyz" for w in self.workers})
-        checks["gateway"] = f"{c.base_url}/healthz"
-        checks["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
+        checks = self.ready_urls()
         deadline = time.monotonic() + timeout
         pending = dict(checks)
         with httpx.Client(timeout=2) as client:
@@ -315,6 +344,9 @@ class Stack:
         self._pid_file(name).unlink(missing_ok=True)
 
     def down(self) -> None:
+        # A supervising `up` elsewhere stops everything itself (and would restart what is stopped
+        # behind its back); then whatever is left is stopped here.
+        self.stop_supervisor()
         for name in ("gateway", *WORKERS, *reversed(SERVICES), "sinks"):
             self.stop_process(name)
         self.kafka.stop()
@@ -324,25 +356,167 @@ class Stack:
         self.down()
         shutil.rmtree(self.config.data, ignore_errors=True)
 
+    # --- supervision --------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "supervisor.json"
+
+    def supervisor_state(self) -> dict[str, Any] | None:
+        """What the supervising `up` wrote, if one runs for this data directory."""
+        try:
+            state = json.loads(self.state_file.read_text())
+            pid = int(state["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if pid == os.getpid() or _runs(pid, "loket_stack"):
+            return dict(state)
+        return None
+
+    def supervisor_pid(self) -> int | None:
+        state = self.supervisor_state()
+        return int(state["pid"]) if state is not None else None
+
+    def stop_supervisor(self, timeout: float = 120) -> None:
+        """Ask a supervising `up` (not this process) to stop the stack and end, and wait for it."""
+        pid = self.supervisor_pid()
+        if pid is None or pid == os.getpid():
+            return
+        with _suppress_lookup():
+            os.kill(pid, signal.SIGCONT)  # a stopped (Ctrl-Z) `up` could not act on SIGTERM
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):  # stuck: it must not restart what is stopped next
+            with _suppress_lookup():
+                os.kill(pid, signal.SIGKILL)
+
+    def _held_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.held"
+
+    def is_held(self, name: str) -> bool:
+        """Stopped on purpose (`python -m loket_stack stop NAME`): the supervisor leaves it stopped."""
+        return self._held_file(name).exists()
+
+    def hold(self, name: str) -> None:
+        """Stop one process and keep the supervisor from starting it again (to run it by hand)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._held_file(name).write_text("")
+        if name == "postgres":
+            self.postgres.stop()
+        elif name == "kafka":
+            self.kafka.stop()
+        else:
+            self.stop_process(name)
+
+    def release(self, name: str) -> None:
+        """Undo `hold`: the supervisor starts it again; without one, it is started here."""
+        self._held_file(name).unlink(missing_ok=True)
+        if self.supervisor_pid() is None and self.process_pid(name) is None:
+            self.start_process(name)
+
+    def release_all(self) -> None:
+        for held in self.run_dir.glob("*.held"):
+            held.unlink(missing_ok=True)
+
+    # --- status ---------------------------------------------------------------------------
+
     def status(self) -> dict[str, str]:
-        status = {
-            name: ("running" if self._running_pid(name) else "stopped")
-            for name in ("gateway", *SERVICES, *WORKERS, "sinks")
-        }
-        status["kafka"] = "running" if self.kafka.is_running() else "stopped"
-        status["postgres"] = "running" if self.postgres.running_port() else "stopped"
-        return status
+        """name -> running | restarting (stopped; the supervisor starts it again) | stopped."""
+        return {name: state for name, state, _ in self.report() if name != "supervisor"}
+
+    def report(self) -> list[tuple[str, str, str]]:
+        """(name, state, details) per process and for the supervisor: what `make status` prints."""
+        supervisor = self.supervisor_state()
+        known: dict[str, dict[str, Any]] = supervisor.get("processes", {}) if supervisor else {}
+        rows = []
+        for name in ("gateway", *SERVICES, *WORKERS, "sinks", *INFRA):
+            pid = self.process_pid(name)
+            seen = known.get(name, {})
+            state = "running" if pid else ("restarting" if seen.get("state") == "restarting" else "stopped")
+            details = [f"pid {pid}"] if pid else []
+            if state == "restarting" and seen.get("next_try_at"):
+                details.append(f"next try in {max(0.0, seen['next_try_at'] - time.time()):.0f}s")
+            if pid and seen.get("state") == "starting" and seen.get("pid") == pid:
+                details.append("not ready yet")
+            restarts = int(seen.get("restarts") or 0)
+            if restarts:
+                details.append(f"restarted {restarts} time{'s' if restarts > 1 else ''}")
+            if seen.get("last_exit"):
+                at = time.strftime("%H:%M:%S", time.localtime(seen.get("last_exit_at") or 0))
+                details.append(f"last stop: {seen['last_exit']} at {at}")
+            if state == "restarting" and seen.get("last_error"):
+                details.append(f"last try: {seen['last_error']}")
+            if not pid and self.is_held(name):
+                details.append(f"held: `python -m loket_stack start {name}` starts it again")
+            if not pid and not seen and name not in (*INFRA, "gateway", "sinks", *self.services, *self.workers):
+                details.append("not part of this stack")
+            rows.append((name, state, ", ".join(details)))
+        if supervisor is not None:
+            rows.append(("supervisor", "running", f"pid {supervisor['pid']} (`make up`): restarts what stops"))
+        else:
+            rows.append(("supervisor", "stopped", "nothing restarts a process that stops (`make up` does)"))
+        return rows
 
 
 def _alive(pid: int) -> bool:
+    """The process exists and has not ended: a zombie (ended, not yet reaped by its parent) has."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # a zombie child of ours counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except PermissionError:
+        pass  # exists, another user's
+    if not _PROC:
+        return True
+    try:  # the name in /proc/<pid>/stat may hold spaces and parentheses: the state follows the last ")"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _runs(pid: int, module: str) -> bool:
+    """The process runs (`_alive`) and is `python -m <module>` still: a pid file outlives its process,
+    and the pid may since name another. (Without /proc, not Linux, the program cannot be checked.)"""
+    if not _alive(pid):
+        return False
+    if not _PROC:
+        return True
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
+    return any(args[i : i + 2] == ["-m", module] for i in range(len(args)))
+
+
+_PROC = Path("/proc/self/stat").exists()
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, then act as they would have (a block that
+    must not be cut in two). Only the main thread can set handlers; elsewhere it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    previous = {int(s): signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if held:
+            handler = previous[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
 
 
 class _suppress_lookup:
