@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from loket_stack.runner import Stack, StackConfig, held_signals
-from loket_stack.supervisor import backoff, describe_exit
+from loket_stack.supervisor import Supervisor, backoff, describe_exit
 
 
 @pytest.fixture
@@ -83,3 +83,91 @@ def test_ctrl_c_waits_for_the_end_of_a_held_block() -> None:
         assert done == [True]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class Sleepers(Stack):
+    """A stack of two plain processes (no Kafka, no PostgreSQL): the supervisor's loop alone."""
+
+    def commands(self) -> dict[str, tuple[list[str], dict[str, str], int]]:
+        sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+        return {"sinks": (sleep, {}, 0), "gateway": (sleep, {}, 0)}
+
+    def ready_urls(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture
+def sleepers(tmp_path: Path) -> Iterator[Sleepers]:
+    stack = Sleepers(StackConfig.on_ports_from(29000, data=tmp_path))
+    stack.logs.mkdir(parents=True)
+    stack.run_dir.mkdir(parents=True)
+    for name, (args, env, port) in stack.commands().items():
+        stack._spawn(name, args, env, port)
+    yield stack
+    for name in ("sinks", "gateway"):
+        stack.stop_process(name, timeout=2)
+
+
+def supervise(stack: Stack, said: list[str]) -> Supervisor:
+    supervisor = Supervisor(stack, say=said.append)
+    supervisor.names = ["sinks", "gateway"]
+    return supervisor
+
+
+def tick_until(supervisor: Supervisor, done: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "not in time"
+        supervisor.tick()
+        time.sleep(0.05)
+
+
+def test_a_killed_process_is_reaped_named_and_restarted(sleepers: Sleepers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("loket_stack.supervisor.FIRST_DELAY", 0.2)
+    said: list[str] = []
+    supervisor = supervise(sleepers, said)
+    old = sleepers.process_pid("sinks")
+    assert old is not None
+    os.kill(old, signal.SIGKILL)  # before the supervisor even looks: it is still named
+    supervisor.adopt()
+    tick_until(supervisor, lambda: supervisor.watched["sinks"].restarts == 1)
+    assert not Path(f"/proc/{old}").exists()  # reaped
+    new = sleepers.process_pid("sinks")
+    assert new not in (None, old)
+    assert any("sinks stopped unexpectedly (killed by SIGKILL)" in line for line in said), said
+    rows = {name: details for name, _, details in sleepers.report()}
+    assert "restarted 1 time" in rows["sinks"] and "killed by SIGKILL" in rows["sinks"]
+    assert supervisor.watched["gateway"].restarts == 0
+    supervisor.close()
+
+
+def test_restarts_back_off(sleepers: Sleepers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("loket_stack.supervisor.FIRST_DELAY", 0.1)
+    said: list[str] = []
+    supervisor = supervise(sleepers, said)
+    supervisor.adopt()
+    delays = []
+    for restarts in (1, 2, 3):
+        pid = sleepers.process_pid("gateway")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        tick_until(supervisor, lambda: supervisor.watched["gateway"].state == "restarting")
+        delays.append(supervisor.watched["gateway"].due - time.monotonic())
+        tick_until(supervisor, lambda n=restarts: supervisor.watched["gateway"].restarts == n)  # type: ignore[misc]
+    assert delays[0] < delays[1] < delays[2], delays
+    supervisor.close()
+
+
+def test_a_held_process_is_not_restarted_until_released(sleepers: Sleepers) -> None:
+    said: list[str] = []
+    supervisor = supervise(sleepers, said)
+    supervisor.adopt()
+    sleepers.hold("sinks")
+    tick_until(supervisor, lambda: supervisor.watched["sinks"].state == "held")
+    for _ in range(5):
+        supervisor.tick()
+    assert sleepers.process_pid("sinks") is None
+    assert sleepers.status()["sinks"] == "stopped"
+    sleepers.release("sinks")  # the supervisor (this process) starts it
+    tick_until(supervisor, lambda: sleepers.process_pid("sinks") is not None)
+    supervisor.close()

@@ -147,12 +147,15 @@ class Stack:
         """The pid of the process `name` if it runs: not ended (a zombie has), and still the program
         it was (a pid file outlives its process, and the pid may since name another)."""
         process = self._procs.get(name)
-        if process is not None:
-            process.poll()  # reaps it if it has ended (its returncode stays for exit_code)
+        running = process is not None and process.poll() is None  # poll() reaps it if it has ended
         try:
             pid = int(self._pid_file(name).read_text().strip() or 0)
         except (OSError, ValueError):
             return None
+        if running and process is not None and pid == process.pid:
+            # Our own child, not reaped: its pid is its own. (Its command line may not be readable yet:
+            # just after exec, /proc/<pid>/cmdline can still be empty.)
+            return pid
         module = "loket_stack." + name if name in ("gateway", "sinks") else "loket_" + WORKERS.get(name, (name,))[0]
         return pid if pid > 0 and _runs(pid, module) else None
 
