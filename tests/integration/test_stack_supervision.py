@@ -178,6 +178,12 @@ def test_a_killed_service_is_reaped_restarted_with_backoff_and_counted(up: Up) -
     assert re.search(r"\brunning\b", status_line("gateway")) and "restarted" not in status_line("gateway")
 
 
+def test_a_second_up_is_refused_while_one_supervises(up: Up) -> None:
+    second = cli("up")
+    assert second.returncode == 1 and "already up" in second.stdout, second.stdout + second.stderr
+    assert up.process.poll() is None and re.search(r"\brunning\b", status_line("supervisor"))
+
+
 def test_status_tells_the_truth_about_a_killed_process_not_yet_reaped(up: Up) -> None:
     pid_file = DATA / "run" / "gateway.pid"
     old = pid_in(pid_file)
