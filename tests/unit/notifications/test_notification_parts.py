@@ -10,7 +10,6 @@ import pytest
 from icalendar import Calendar
 
 from loket_notifications.domain import formatting as fmt
-from loket_notifications.domain.ics import PRODID, Appointment, booking_uid, build_ics
 from loket_notifications.domain.keys import (
     booking_key,
     message_id,
@@ -21,6 +20,7 @@ from loket_notifications.domain.keys import (
 )
 from loket_notifications.domain.kinds import CHANNEL, UPCOMING, WITH_ICS, Kind, channel_of
 from loket_notifications.domain.retry import RetryPolicy
+from loket_runtime.ical import PRODID, Appointment, EventState, Party, booking_uid, build
 
 START = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # 10:30 in Ghent
 END = START + timedelta(minutes=20)
@@ -38,7 +38,7 @@ def test_only_the_sms_kinds_go_out_as_texts() -> None:
 
 
 def test_which_kinds_carry_an_invitation_and_which_are_about_an_upcoming_visit() -> None:
-    assert WITH_ICS == {Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.CANCELLATION}
+    assert WITH_ICS == {Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.CANCELLATION, Kind.EXPIRED}
     assert Kind.REJECTION not in UPCOMING and Kind.CANCELLATION not in UPCOMING
     assert {Kind.CONFIRMATION, Kind.REMINDER, Kind.REMINDER_SMS} <= UPCOMING
 
@@ -98,9 +98,7 @@ def test_jitter_shortens_the_wait_proportionally() -> None:
 # --- the calendar invitation ------------------------------------------------------------------
 
 
-def appointment(
-    url: str | None = "https://loket.gent/manage/b1", attendee: str | None = "r@example.org"
-) -> Appointment:
+def appointment(url: str | None = "https://loket.gent/manage/b1") -> Appointment:
     return Appointment(
         booking_id="b1",
         start=START,
@@ -108,11 +106,12 @@ def appointment(
         summary="Residence card",
         location="Migratieloket, Woodrow Wilsonplein 1",
         description="Bring your passport",
-        organizer_email="noreply@loket.gent",
-        organizer_name="Stad Gent",
-        attendee_email=attendee,
         url=url,
     )
+
+
+ORGANIZER = Party("noreply@loket.gent", "Stad Gent")
+RESIDENT = Party("r@example.org")
 
 
 def event_of(ics: bytes) -> tuple[Calendar, object]:
@@ -121,10 +120,18 @@ def event_of(ics: bytes) -> tuple[Calendar, object]:
 
 
 def test_an_invitation_is_a_confirmed_opaque_event_with_the_booking_details() -> None:
-    cal, event = event_of(build_ics(appointment(), "REQUEST", 2, START - timedelta(days=1), "loket.gent"))
+    ics = build(
+        appointment(),
+        EventState("CONFIRMED", 2),
+        "REQUEST",
+        stamp=START - timedelta(days=1),
+        organizer=ORGANIZER,
+        attendee=RESIDENT,
+    )
+    cal, event = event_of(ics)
     assert cal["METHOD"] == "REQUEST" and cal["PRODID"] == PRODID and cal["VERSION"] == "2.0"
     assert event["STATUS"] == "CONFIRMED" and event["TRANSP"] == "OPAQUE"  # type: ignore[index]
-    assert event["UID"] == booking_uid("b1", "loket.gent") == "booking-b1@loket.gent"  # type: ignore[index]
+    assert event["UID"] == booking_uid("b1") == "booking-b1@loket.gent"  # type: ignore[index]
     assert event["SEQUENCE"] == 2  # type: ignore[index]
     assert event.decoded("DTSTART") == START and event.decoded("DTEND") == END  # type: ignore[attr-defined]
     assert event["SUMMARY"] == "Residence card" and event["URL"] == "https://loket.gent/manage/b1"  # type: ignore[index]
@@ -135,15 +142,16 @@ def test_an_invitation_is_a_confirmed_opaque_event_with_the_booking_details() ->
 
 
 def test_a_cancel_marks_the_same_event_cancelled() -> None:
-    cal, event = event_of(build_ics(appointment(), "CANCEL", 3, START - timedelta(days=1), "loket.gent"))
+    ics = build(appointment(), EventState("CANCELLED", 3), "CANCEL", stamp=START - timedelta(days=1), attendee=RESIDENT)
+    cal, event = event_of(ics)
     assert cal["METHOD"] == "CANCEL" and event["STATUS"] == "CANCELLED"  # type: ignore[index]
     assert event["UID"] == "booking-b1@loket.gent" and event["SEQUENCE"] == 3  # type: ignore[index]
 
 
-def test_an_invitation_without_a_link_or_an_attendee_leaves_them_out() -> None:
-    _, event = event_of(build_ics(appointment(url=None, attendee=None), "REQUEST", 0, START, "loket.gent"))
+def test_an_object_without_a_link_or_an_attendee_leaves_them_out() -> None:
+    _, event = event_of(build(appointment(url=None), EventState("CONFIRMED", 0), "PUBLISH", stamp=START))
     assert "URL" not in event and "ATTENDEE" not in event  # type: ignore[operator]
-    _, event = event_of(build_ics(appointment(url="", attendee=""), "REQUEST", 0, START, "loket.gent"))
+    _, event = event_of(build(appointment(url=""), EventState("CANCELLED", 2), "CANCEL", stamp=START))
     assert "URL" not in event and "ATTENDEE" not in event  # type: ignore[operator]
 
 

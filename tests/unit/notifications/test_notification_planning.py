@@ -280,7 +280,7 @@ def test_a_rejection_lists_the_alternatives_offered() -> None:
     [
         (None, True),  # we missed its confirmation: better a CANCEL too many than a ghost appointment
         (view(status="confirmed"), True),  # the confirmation e-mail carried the invitation
-        (view(status="held"), False),  # never confirmed: no invitation in any calendar
+        (view(status="held"), True),  # the download offered the held time as a tentative event
         (view(status="expired"), False),
         (view(status="rejected"), False),
         (view(status="cancelled"), False),  # the same cancellation seen again
@@ -291,14 +291,15 @@ def test_a_cancelled_booking_that_had_an_invitation_gets_a_calendar_cancel(
 ) -> None:
     decision = decide(cancelled(), known, POLICY, NOW)
     assert decision.messages[0].kind is Kind.CANCELLATION
-    assert decision.messages[0].context["had_ics"] is had_invitation
+    assert (decision.messages[0].context["ics"] is not None) is had_invitation
 
 
 def test_a_cancellation_raises_the_calendar_sequence_and_voids_what_was_not_sent() -> None:
     decision = decide(cancelled(), view(sequence=2), POLICY, NOW)
     message = decision.messages[0]
     assert message.version == 2 and message.due_at == NOW and message.not_after is None
-    assert message.context["ics_sequence"] == 3  # above the invitation's 2: calendar apps apply the CANCEL
+    # above the invitation's 3 x 2 + 1: calendar apps apply the CANCEL
+    assert message.context["ics"] == {"method": "CANCEL", "status": "CANCELLED", "sequence": 8}
     assert (message.context["cancelled_by"], message.context["reason"]) == ("staff", "counter closed")
     # Reminders and confirmations of this time (version 2) and before are void; nothing after it.
     assert decision.void_below == 3 and decision.void_kinds == VOID_ON_END
@@ -365,7 +366,8 @@ def test_an_expired_hold_is_told_and_voids_the_please_confirm() -> None:
     decision = decide(expired, view(status="held", sequence=2), POLICY, NOW)
     (message,) = decision.messages
     assert (message.kind, message.version, message.due_at, message.not_after) == (Kind.EXPIRED, 2, NOW, None)
-    assert message.context == {"start": START.isoformat(), "end": END.isoformat()}  # the end we knew
+    cancel = {"method": "CANCEL", "status": "CANCELLED", "sequence": 8}  # of the downloaded tentative event
+    assert message.context == {"start": START.isoformat(), "end": END.isoformat(), "ics": cancel}  # the end we knew
     assert decision.void_below == 3 and decision.void_kinds == VOID_ON_END
     assert decision.state is not None and decision.state.status == "expired"
     unseen = decide(expired, None, POLICY, NOW)

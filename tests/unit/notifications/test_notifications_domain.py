@@ -10,7 +10,6 @@ from icalendar import Calendar
 from loket_contracts import events as ev
 from loket_notifications.domain import formatting as fmt
 from loket_notifications.domain import sms
-from loket_notifications.domain.ics import Appointment, build_ics
 from loket_notifications.domain.keys import booking_key, message_id, notification_id, token_matches, waitlist_token
 from loket_notifications.domain.kinds import Kind, channel_of
 from loket_notifications.domain.planning import (
@@ -23,6 +22,7 @@ from loket_notifications.domain.planning import (
     rules_from_config,
 )
 from loket_notifications.domain.retry import RetryPolicy
+from loket_runtime.ical import Appointment, EventState, Party, build
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 START = NOW + timedelta(days=3)
@@ -138,7 +138,8 @@ def test_cancellation_by_staff_voids_reminders_and_texts() -> None:
     assert kinds(decision) == ["cancellation", "cancellation-sms"]
     assert decision.void_below == 3 and Kind.PLEASE_CONFIRM in decision.void_kinds
     assert decision.messages[0].version == 2
-    assert decision.messages[0].context["ics_sequence"] == 3
+    # the CANCEL's SEQUENCE (3 x 2 reschedules + 2) is above the invitation's (3 x 2 + 1)
+    assert decision.messages[0].context["ics"] == {"method": "CANCEL", "status": "CANCELLED", "sequence": 8}
     assert decision.messages[0].context["cancelled_by"] == "staff"
 
 
@@ -285,19 +286,11 @@ def test_dates_in_brussels_per_language() -> None:
 
 def test_ics_request_and_cancel_share_uid() -> None:
     appt = Appointment(
-        "b1",
-        START,
-        END,
-        "Residence card",
-        "Counter, Street 1",
-        "Bring your passport",
-        "noreply@loket.gent",
-        "Stad Gent",
-        "r@example.org",
-        "http://x/manage",
+        "b1", START, END, "Residence card", "Counter, Street 1", "Bring your passport", "http://x/manage"
     )
-    request = Calendar.from_ical(build_ics(appt, "REQUEST", 0, NOW, "loket.gent"))
-    cancel = Calendar.from_ical(build_ics(appt, "CANCEL", 1, NOW, "loket.gent"))
+    resident = Party("r@example.org")
+    request = Calendar.from_ical(build(appt, EventState("CONFIRMED", 0), "REQUEST", stamp=NOW, attendee=resident))
+    cancel = Calendar.from_ical(build(appt, EventState("CANCELLED", 1), "CANCEL", stamp=NOW, attendee=resident))
     assert request["METHOD"] == "REQUEST" and cancel["METHOD"] == "CANCEL"
     req_event = request.walk("VEVENT")[0]
     cancel_event = cancel.walk("VEVENT")[0]

@@ -12,7 +12,7 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -30,9 +30,9 @@ from loket_notifications.application.ports import (
 from loket_notifications.application.texts import text
 from loket_notifications.domain import formatting as fmt
 from loket_notifications.domain import sms
-from loket_notifications.domain.ics import Appointment, build_ics
 from loket_notifications.domain.keys import message_id, waitlist_token
 from loket_notifications.domain.kinds import UPCOMING, WITH_ICS, Kind
+from loket_runtime import ical
 from loket_runtime.clock import now as clock_now
 
 
@@ -134,8 +134,9 @@ class Composer:
         content = await self.content(kind, language, row, contact, product, location)
         mid = message_id(row.dedupe_key, self.settings.message_domain)
         message = self.email(content, contact.email, mid)
-        if kind in WITH_ICS and (kind is not Kind.CANCELLATION or ctx.get("had_ics", True)):
-            self.attach_ics(message, kind, language, row, contact, product, location)
+        calendar = calendar_of(kind, row)
+        if calendar is not None:
+            self.attach_ics(message, calendar, language, row, contact, product, location)
         message["Content-Language"] = language  # after the parts: adding parts moves Content-* headers
         if kind is Kind.WAITLIST:
             _, one_click = self.unsubscribe_links(row.subscription_id or "")
@@ -266,38 +267,68 @@ class Composer:
     def attach_ics(
         self,
         message: EmailMessage,
-        kind: Kind,
+        calendar: dict[str, Any],
         language: str,
         row: DeliveryRow,
         contact: Contact,
         product: ProductInfo | None,
         location: LocationInfo | None,
     ) -> None:
+        """The calendar object planning chose for this message (`loket_runtime.ical` builds it)."""
         ctx = row.context
         start = _dt(ctx["start"])
         end = _dt(ctx["end"]) if ctx.get("end") else start
-        cancel = kind is Kind.CANCELLATION
-        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
-        sequence = int(ctx.get("ics_sequence", row.version + 1)) if cancel else row.version
+        state = ical.EventState(calendar["status"], int(calendar["sequence"]))
+        method: ical.Method = calendar["method"]
         manage = self.manage_link(row.booking_id or "", contact)
-        documents = [d.get(language, "") for d in product.documents] if product else []
-        description = "\n".join(
-            [text(language, "early"), *([text(language, "documents"), *documents] if documents else []), manage]
-        )
-        appt = Appointment(
+        description = ""
+        if state.status != "CANCELLED":
+            documents = [d.get(language, "") for d in product.documents] if product else []
+            description = "\n".join(
+                [text(language, "early"), *([text(language, "documents"), *documents] if documents else []), manage]
+            )
+        product_name = product.name.get(language, product.id) if product else ctx.get("product_id", "")
+        appointment = ical.Appointment(
             booking_id=row.booking_id or "",
             start=start,
             end=end,
-            summary=(product.name.get(language, product.id) if product else ctx.get("product_id", ""))
-            + f" - {text(language, 'org')}",
-            location=f"{location.name}, {location.address}" if location else ctx.get("location_id", ""),
+            summary=ical.summary_text(product_name, location.name if location else None),
+            location=ical.location_text(location.name, location.address) if location else ctx.get("location_id", ""),
             description=description,
-            organizer_email=self.settings.mail_from,
-            organizer_name=self.settings.mail_from_name,
-            attendee_email=contact.email,
             url=manage,
         )
-        ics = build_ics(appt, method, sequence, self.clock(), self.settings.message_domain)
+        name = " ".join(p for p in (contact.given_name, contact.family_name) if p) or None
+        ics = ical.build(
+            appointment,
+            state,
+            method,
+            stamp=self.clock(),
+            organizer=ical.Party(self.settings.mail_from, self.settings.mail_from_name),
+            attendee=ical.Party(contact.email, name) if contact.email else None,
+        )
         message.add_attachment(
             ics, maintype="text", subtype="calendar", filename="appointment.ics", params={"method": method}
         )
+
+
+def calendar_of(kind: Kind, row: DeliveryRow) -> dict[str, Any] | None:
+    """The calendar object (METHOD, STATUS, SEQUENCE) planning chose for this e-mail, if any.
+
+    A message planned before planning chose them carries the object sent then for its kind: an
+    invitation with the confirmation and the reschedule notice, a CANCEL with the cancellation
+    unless the booking never had an invitation; with today's SEQUENCE, which is never lower."""
+    ctx = row.context
+    if kind not in WITH_ICS:
+        return None
+    if "ics" in ctx:
+        chosen: dict[str, Any] | None = ctx["ics"]
+        return chosen
+    if kind in (Kind.CONFIRMATION, Kind.RESCHEDULED):
+        status = "confirmed"
+    elif kind is Kind.CANCELLATION and ctx.get("had_ics", True):
+        status = "cancelled"
+    else:
+        return None
+    state = ical.event_state(status, row.version)
+    assert state is not None
+    return {"method": ical.method_for(state.status, email=True), "status": state.status, "sequence": state.sequence}

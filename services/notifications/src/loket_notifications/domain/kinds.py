@@ -29,8 +29,9 @@ REMINDER_KINDS = (Kind.REMINDER, Kind.REMINDER_SMS)
 # Kinds about an upcoming appointment: they carry the "don't come too early" rule and the documents.
 UPCOMING = frozenset({Kind.PLEASE_CONFIRM, Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.REMINDER, Kind.REMINDER_SMS})
 
-# Kinds whose e-mail carries an iCalendar object (METHOD:REQUEST, or CANCEL for the cancellation).
-WITH_ICS = frozenset({Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.CANCELLATION})
+# Kinds whose e-mail may carry the booking's calendar object (loket_runtime.ical): an invitation or its
+# update (METHOD:REQUEST), or a CANCEL when it ended; planning decides which one each message carries.
+WITH_ICS = frozenset({Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.CANCELLATION, Kind.EXPIRED})
 
 
 def channel_of(kind: Kind | str) -> Channel:

@@ -4,6 +4,17 @@
 know after, the messages to send, and which messages not sent yet are void (those of a time the
 booking no longer has: a reminder of a cancelled booking, a please-confirm of an expired hold)
 (the booking was cancelled, expired or moved). It is pure: replaying events gives the same plan.
+
+It also decides which calendar object each e-mail carries (`context["ics"]`: METHOD, STATUS and
+SEQUENCE from `loket_runtime.ical`, the builder booking's `calendar.ics` download uses too):
+- held: none; the please-confirm asks for the confirmation (an invitation would invite an RSVP
+  that confirms nothing). The download offers the held time as TENTATIVE.
+- confirmed: the invitation, REQUEST CONFIRMED.
+- moved: REQUEST at the new time, CONFIRMED, or TENTATIVE when moved while held (the resident
+  may hold the downloaded tentative event).
+- cancelled or expired: CANCEL, whenever the resident may hold an event: once it was held or
+  confirmed (the download offers one from the hold on), and when we know nothing of it.
+- rejected: none; a booking not decided yet has no event anywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from typing import Any, Literal
 
 from loket_contracts import events as ev
 from loket_notifications.domain.kinds import Channel, Kind
+from loket_runtime import ical
 
 BookingStatus = Literal["held", "confirmed", "rejected", "cancelled", "expired"]
 
@@ -29,7 +41,7 @@ class BookingView:
     end: datetime | None
     language: str
     status: BookingStatus
-    sequence: int = 0  # 0 until the first reschedule; the ICS SEQUENCE of the current time
+    sequence: int = 0  # reschedules so far: the version of its messages (the ICS SEQUENCE derives from it)
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,18 @@ def _when(view: BookingView) -> dict[str, Any]:
     return {"start": view.start.isoformat(), "end": view.end.isoformat() if view.end else None}
 
 
+def calendar_object(status: BookingStatus, reschedules: int) -> dict[str, Any]:
+    """The calendar object an e-mail carries for the booking's event as it now stands."""
+    state = ical.event_state(status, reschedules)
+    assert state is not None, status
+    return {"method": ical.method_for(state.status, email=True), "status": state.status, "sequence": state.sequence}
+
+
+# The resident may hold an event of the booking (an invitation, a downloaded file) once it is held or
+# confirmed; when we know nothing of it, better a CANCEL too many than a ghost appointment.
+MAY_HOLD_AN_EVENT = (None, "held", "confirmed")
+
+
 def _view(event: Any, status: BookingStatus, known: BookingView | None, end: datetime | None) -> BookingView:
     return BookingView(
         booking_id=event.booking_id,
@@ -121,13 +145,15 @@ def _view(event: Any, status: BookingStatus, known: BookingView | None, end: dat
 def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, decided_at: datetime) -> Decision:
     """What one booking event means for the resident's messages."""
     if isinstance(event, ev.BookingHeld):
+        # No calendar object: see the module's docstring.
         view = _view(event, "held", known, event.end)
         context = {**_when(view), "hold_expires_at": event.hold_expires_at.isoformat()}
         return Decision(view, [Planned(Kind.PLEASE_CONFIRM, view.sequence, decided_at, event.hold_expires_at, context)])
 
     if isinstance(event, ev.BookingConfirmed):
         view = _view(event, "confirmed", known, event.end)
-        confirmation = Planned(Kind.CONFIRMATION, view.sequence, decided_at, view.start, _when(view))
+        context = {**_when(view), "ics": calendar_object("confirmed", view.sequence)}
+        confirmation = Planned(Kind.CONFIRMATION, view.sequence, decided_at, view.start, context)
         return Decision(view, [confirmation, *reminders(view, policy, decided_at)])
 
     if isinstance(event, ev.BookingRejected):
@@ -144,14 +170,9 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
 
     if isinstance(event, ev.BookingCancelled):
         view = _view(event, "cancelled", known, event.end)
-        context = {
-            **_when(view),
-            "cancelled_by": event.cancelled_by,
-            "reason": event.reason,
-            "ics_sequence": view.sequence + 1,
-            "had_ics": known is None or known.status == "confirmed",
-        }
-        messages = [Planned(Kind.CANCELLATION, view.sequence, decided_at, None, context)]
+        context = {**_when(view), "cancelled_by": event.cancelled_by, "reason": event.reason}
+        calendar = {"ics": calendar_object("cancelled", view.sequence) if _may_hold(known) else None}
+        messages = [Planned(Kind.CANCELLATION, view.sequence, decided_at, None, {**context, **calendar})]
         if event.cancelled_by != "resident" and view.start > decided_at:
             # the resident did not do it themselves: worth a text, as long as the appointment is ahead
             messages.append(Planned(Kind.CANCELLATION_SMS, view.sequence, decided_at, view.start, context))
@@ -159,6 +180,7 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
 
     if isinstance(event, ev.BookingRescheduled):
         base = known or _view(event, "confirmed", None, event.end)
+        status: BookingStatus = "held" if base.status == "held" else "confirmed"  # moving does not confirm
         view = replace(
             base,
             location_id=event.location_id,
@@ -166,25 +188,34 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
             start=event.start,
             end=event.end,
             language=event.language,
-            status="confirmed",
-            sequence=event.sequence,  # the booking's own count of reschedules: the ICS SEQUENCE
+            status=status,
+            sequence=event.sequence,  # the booking's own count of reschedules
         )
-        context = {**_when(view), "old_start": event.old_start.isoformat()}
+        context = {
+            **_when(view),
+            "old_start": event.old_start.isoformat(),
+            "ics": calendar_object(status, view.sequence),
+        }
         notice = Planned(Kind.RESCHEDULED, view.sequence, decided_at, view.start, context)
-        return Decision(
-            view, [notice, *reminders(view, policy, decided_at)], void_below=view.sequence, void_kinds=VOID_ON_MOVE
-        )
+        # A held booking's reminders are planned when it is confirmed (a reminder goes only to a confirmed one).
+        planned = reminders(view, policy, decided_at) if status == "confirmed" else []
+        return Decision(view, [notice, *planned], void_below=view.sequence, void_kinds=VOID_ON_MOVE)
 
     if isinstance(event, ev.BookingExpired):
         view = _view(event, "expired", known, known.end if known else None)
+        calendar = {"ics": calendar_object("expired", view.sequence) if _may_hold(known) else None}
         return Decision(
             view,
-            [Planned(Kind.EXPIRED, view.sequence, decided_at, None, _when(view))],
+            [Planned(Kind.EXPIRED, view.sequence, decided_at, None, {**_when(view), **calendar})],
             void_below=view.sequence + 1,
             void_kinds=VOID_ON_END,
         )
 
     return Decision(known, [])
+
+
+def _may_hold(known: BookingView | None) -> bool:
+    return (known.status if known else None) in MAY_HOLD_AN_EVENT
 
 
 def reminder_still_valid(view: BookingView | None, version: int) -> bool:

@@ -61,7 +61,7 @@ class NotificationSettings(ServiceSettings):
     smtp_timeout_seconds: float = 15
     mail_from: str = "afspraken@loket.gent"
     mail_from_name: str = "Stad Gent - Loket"
-    message_domain: str = "loket.gent"  # right-hand side of Message-IDs and ICS UIDs
+    message_domain: str = "loket.gent"  # right-hand side of Message-IDs (ICS UIDs: loket_runtime.ical)
     # SMS provider (HTTP POST {"to", "body"})
     sms_url: str = "http://127.0.0.1:8105/sms"
     sms_token: str | None = None
