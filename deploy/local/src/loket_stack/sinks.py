@@ -1,6 +1,6 @@
 """The stack's SMTP server and SMS gateway sink.
 
-SMTP (aiosmtpd): every message is kept as an `.eml` file in the mail folder.
+SMTP (aiosmtpd, with SMTPUTF8): every message is kept as an `.eml` file in the mail folder.
 SMS (HTTP, `POST /sms` with `{"to", "body"}`): every SMS is one JSON line (`to`, `body`, `sent_at`).
 Both can be told to refuse for a while (`POST /control/refuse?seconds=N` with `channel=smtp|sms`),
 so tests can check retries against the real servers.
@@ -47,6 +47,13 @@ class MailFolder:
         return "250 OK"
 
 
+def mail_server(mail_dir: Path, port: int, host: str = "127.0.0.1") -> Controller:
+    """The SMTP server (not started), with SMTPUTF8 (RFC 6531) on, as most mail servers have it
+    today (aiosmtpd's Controller turns it on unless told otherwise; said here so that it stays):
+    a message to jörg@example.org arrives."""
+    return Controller(MailFolder(mail_dir), hostname=host, port=port, enable_SMTPUTF8=True)
+
+
 def sms_app(sms_file: Path) -> FastAPI:
     app = FastAPI(title="Loket local SMS sink")
     sms_file.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +89,7 @@ def main() -> None:
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument("--sms-port", type=int, default=8105)
     args = parser.parse_args()
-    controller = Controller(MailFolder(args.mail_dir), hostname="127.0.0.1", port=args.smtp_port)
+    controller = mail_server(args.mail_dir, args.smtp_port)
     controller.start()
     try:
         uvicorn.run(sms_app(args.sms_file), host="127.0.0.1", port=args.sms_port, log_level="warning")

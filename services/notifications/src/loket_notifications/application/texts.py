@@ -2,6 +2,10 @@
 
 Templates (`templates/`) lay the message out; these strings fill it. Placeholders are
 `str.format` fields filled by `application.compose`.
+
+The SMS texts (`sms.*`) stand alone: a resident may have given a phone number and no e-mail
+address, so they never send the reader to an e-mail; the manage link (reason, history, a new
+booking) follows them, and they are short enough for it to fit one SMS.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "waitlist-slot.action": "Dit tijdstip boeken",
         "waitlist-slot.unsubscribe": "Geen berichten meer over vrijgekomen tijdstippen? Uitschrijven",
         "sms.reminder": "Stad Gent: herinnering aan uw afspraak {when} in {location}. Kom max. 10 min vooraf.",
-        "sms.cancellation": "Stad Gent: uw afspraak van {when} is geannuleerd. Meer info in uw e-mail.",
+        "sms.cancellation": "Stad Gent: uw afspraak van {when} is geannuleerd.",
     },
     "en": {
         "org": "City of Ghent - Migration Counter",
@@ -97,7 +101,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "waitlist-slot.action": "Book this time",
         "waitlist-slot.unsubscribe": "No more messages about free times? Unsubscribe",
         "sms.reminder": "City of Ghent: reminder of your appointment {when} at {location}. Come max. 10 min early.",
-        "sms.cancellation": "City of Ghent: your appointment {when} has been cancelled. More in your e-mail.",
+        "sms.cancellation": "City of Ghent: appointment {when} cancelled.",
     },
     "fr": {
         "org": "Ville de Gand - Guichet Migration",
@@ -142,7 +146,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "waitlist-slot.action": "Réserver ce créneau",
         "waitlist-slot.unsubscribe": "Ne plus recevoir de messages sur les créneaux libérés ? Se désinscrire",
         "sms.reminder": "Ville de Gand : rappel de votre rendez-vous {when} à {location}. Max. 10 min d'avance.",
-        "sms.cancellation": "Ville de Gand : votre rendez-vous du {when} est annulé. Plus d'infos par e-mail.",
+        "sms.cancellation": "Ville de Gand : rendez-vous du {when} annulé.",
     },
 }
 
