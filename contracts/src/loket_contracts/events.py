@@ -51,6 +51,22 @@ class Slot(BaseModel):
 # --- catalogue ------------------------------------------------------------------------------
 
 
+class StrandedChoice(BaseModel):
+    """What an administrator said to do with the active bookings a catalogue change leaves outside
+    what the catalogue then allows (a removed desk, hours that no longer cover them, a product no
+    longer served or offered, a duration that now runs into the next booking).
+
+    `move`: each to another desk that serves it at the same time (the calendar's allocator decides;
+    one with no free desk is cancelled); `cancel`: each is cancelled by the city; `refuse` (or no
+    choice at all): the catalogue refused the change when it saw any, and the allocator moves or
+    else cancels any booked in the meantime. `reason` is told to the resident in their language."""
+
+    model_config = ConfigDict(frozen=True)
+    action: Literal["refuse", "move", "cancel"] = "refuse"
+    reason: Localized | None = None
+    by: str = ""
+
+
 class ProductDefined(Event):
     TYPE = "product-defined"
     product_id: str
@@ -66,6 +82,7 @@ class ProductDefined(Event):
     max_active_per_person: int = 1
     eligibility: dict[str, object] = {}
     reminders: list[dict[str, object]] = []
+    stranded: StrandedChoice | None = None
 
 
 class ProductRetired(Event):
@@ -80,6 +97,7 @@ class LocationDefined(Event):
     address: str
     products: list[str]
     slot_grid_minutes: int = Field(default=5, gt=0, le=120)
+    stranded: StrandedChoice | None = None
 
 
 class DeskDefined(Event):
@@ -88,12 +106,14 @@ class DeskDefined(Event):
     location_id: str
     name: str
     products: list[str]
+    stranded: StrandedChoice | None = None
 
 
 class DeskRemoved(Event):
     TYPE = "desk-removed"
     desk_id: str
     location_id: str
+    stranded: StrandedChoice | None = None
 
 
 class SchedulePublished(Event):
@@ -107,6 +127,7 @@ class SchedulePublished(Event):
     location_id: str
     effective_from: date
     weekly: dict[str, list[TimeBlock]]
+    stranded: StrandedChoice | None = None
 
 
 class ClosureDeclared(Event):
@@ -331,6 +352,41 @@ class SlotReleased(Event):
     cause: Literal["cancelled", "expired", "rescheduled"]
 
 
+class ReservationMoved(Event):
+    """A catalogue change left the reservation outside what the catalogue allows, and the allocator
+    moved it to another desk at the same start (`end` follows the product's duration now)."""
+
+    TYPE = "reservation-moved"
+    booking_id: str
+    location_id: str
+    product_id: str
+    from_desk_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    change: str  # the catalogue change, e.g. "desk-removed desk:mc-3"
+    why: str  # what the change broke: desk-removed, outside-hours, not-served, not-offered, ...
+    by: str  # the administrator who made the change
+    reason: Localized | None = None
+
+
+class ReservationWithdrawn(Event):
+    """A catalogue change left the reservation outside what the catalogue allows, and it was freed
+    (the administrator chose to cancel, or no desk was free at that time): booking cancels it."""
+
+    TYPE = "reservation-withdrawn"
+    booking_id: str
+    location_id: str
+    product_id: str
+    desk_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    change: str
+    why: str
+    by: str
+    reason: Localized | None = None
+
+
 # --- notifications --------------------------------------------------------------------------
 
 
@@ -381,6 +437,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RescheduleRejected,
         HoldExpired,
         SlotReleased,
+        ReservationMoved,
+        ReservationWithdrawn,
         NotificationSent,
         NotificationFailed,
     )

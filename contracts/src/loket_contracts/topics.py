@@ -82,6 +82,8 @@ CALENDAR = Topic(
         ev.RescheduleRejected,
         ev.HoldExpired,
         ev.SlotReleased,
+        ev.ReservationMoved,
+        ev.ReservationWithdrawn,
     ),
 )
 

@@ -252,6 +252,7 @@ class Stack:
             "LOKET_SMS_URL": f"http://127.0.0.1:{c.sms}/sms",
             "LOKET_CATALOGUE_URL": f"http://127.0.0.1:{c.catalogue}",
             "LOKET_BOOKING_URL": f"http://127.0.0.1:{c.booking}",
+            "LOKET_CALENDAR_URL": f"http://127.0.0.1:{c.calendar}",
             "PYTHONUNBUFFERED": "1",
         }
         if service == "catalogue" and c.seed_file is not None:

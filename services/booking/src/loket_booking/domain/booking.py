@@ -16,6 +16,19 @@ from typing import Any
 from loket_contracts import events as ev
 
 ACTIVE = ("requested", "held", "confirmed")
+# Told to a resident whose booking a catalogue change cancelled when the admin gave no reason.
+STRANDED_REASON = {
+    "nl": "De balie kan je op dat moment niet meer ontvangen.",
+    "en": "The counter can no longer receive you at that time.",
+    "fr": "Le guichet ne peut plus vous recevoir à ce moment-là.",
+}
+
+
+def told(reason: ev.Localized | None, language: str) -> str:
+    """The admin's reason in the resident's language (the default when none was given)."""
+    if reason is None:
+        return STRANDED_REASON.get(language, STRANDED_REASON["nl"])
+    return str(getattr(reason, language, reason.nl))
 
 
 class TransitionRefused(Exception):
@@ -87,6 +100,24 @@ class Booking:
             case ev.AttendanceRecorded():
                 self.status = event.outcome
                 entry["by"] = event.by
+            case ev.ReservationMoved():
+                self.desk_id, self.end = event.desk_id, event.end
+                entry |= {
+                    "by": event.by,
+                    "from_desk": event.from_desk_id,
+                    "desk": event.desk_id,
+                    "why": event.why,
+                    "change": event.change,
+                    "reason": told(event.reason, self.language) if event.reason else None,
+                }
+            case ev.ReservationWithdrawn():
+                entry |= {
+                    "by": event.by,
+                    "desk": event.desk_id,
+                    "why": event.why,
+                    "change": event.change,
+                    "reason": told(event.reason, self.language),
+                }
         self.history.append(entry)
 
     # --- decisions from the calendar -----------------------------------------------------
@@ -161,6 +192,21 @@ class Booking:
         if self.pending_reschedule != decision.request_id:
             return []
         return [decision]
+
+    def on_reservation_moved(self, decision: ev.ReservationMoved) -> list[ev.Event]:
+        """A catalogue change moved the reservation to another desk (same start): kept in the history."""
+        if self.status not in ("held", "confirmed"):
+            return []
+        if self.desk_id == decision.desk_id and self.end == decision.end:
+            return []  # applied already
+        return [decision]
+
+    def on_reservation_withdrawn(self, decision: ev.ReservationWithdrawn, now: datetime) -> list[ev.Event]:
+        """A catalogue change freed the reservation: the booking is cancelled by the city, with the
+        admin's reason in the resident's language (the history keeps who and why)."""
+        if self.status not in ("held", "confirmed"):
+            return []  # cancelled, expired or attended meanwhile: nothing left to cancel
+        return [decision, *self.cancel("system", told(decision.reason, self.language), now, timedelta(0))]
 
     # --- commands --------------------------------------------------------------------------
 

@@ -211,3 +211,17 @@ async def locations_with_holds_due(conn: Executor, deadline: datetime) -> list[s
 
 async def prune_held_back(conn: Executor, before: datetime) -> None:
     await conn.execute("DELETE FROM held_back WHERE available_from < $1", before)
+
+
+async def active_reservations(conn: Executor, location_ids: list[str], now: datetime) -> list[asyncpg.Record]:
+    """The reservations of these locations still standing at `now`: ending after it, and not a
+    hold that ran out by then (the timer frees those)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT *, lower(during) AS start_at, upper(during) AS end_at FROM reservations"
+        " WHERE location_id = ANY($1::text[]) AND upper(during) > $2"
+        " AND NOT (status = 'held' AND hold_expires_at <= $2)"
+        " ORDER BY lower(during), booking_id",
+        location_ids,
+        now,
+    )
+    return rows

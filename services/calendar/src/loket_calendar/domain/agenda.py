@@ -115,7 +115,7 @@ def changes_for(event: ev.Event) -> dict[str, Any] | None:
                 "start_at": event.start,
                 "status": "expired",
             }
-        case ev.RescheduleReserved() | ev.BookingRescheduled():
+        case ev.RescheduleReserved() | ev.BookingRescheduled() | ev.ReservationMoved():
             fields = {
                 "location_id": event.location_id,
                 "product_id": event.product_id,

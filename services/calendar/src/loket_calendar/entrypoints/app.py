@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Query, Request, Response
+from aiokafka import TopicPartition
+from fastapi import FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,12 +22,15 @@ from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, 
 from loket_calendar.application.allocator import RESERVATIONS_CHANNEL, Allocator, AllocatorPolicy
 from loket_calendar.application.availability import Answer, AnswerKey, AvailabilityCache
 from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
+from loket_calendar.application.stranding import STRANDING_GROUP, StrandingSweep, dry_run, stranded_out
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
 from loket_calendar.entrypoints.ops import build_router
 from loket_contracts import events as ev
-from loket_contracts.topics import BOOKINGS, CALENDAR, DEAD_LETTERS
+from loket_contracts.events import EVENT_TYPES
+from loket_contracts.topics import BOOKINGS, CALENDAR, CATALOGUE, DEAD_LETTERS
 from loket_runtime import clock
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.catalogue import CATALOGUE_VIEW_GROUP
 from loket_runtime.db import connect
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -53,6 +58,8 @@ class CalendarSettings(ServiceSettings):
     # Without a backlog a batch is whatever arrived meanwhile, so this adds no latency then.
     allocator_batch_size: int = 2000
     allocator_cache_seconds: float = 30
+    # Shared with the catalogue, which asks `POST /internal/strandings` before a change.
+    internal_token: str = "local-internal-token"
 
     def role_set(self) -> set[str]:
         roles = {r.strip() for r in self.roles.split(",") if r.strip()}
@@ -60,6 +67,16 @@ class CalendarSettings(ServiceSettings):
         if unknown:
             raise ValueError(f"LOKET_ROLES: unknown role(s) {', '.join(sorted(unknown))}")
         return roles
+
+
+class ChangeIn(BaseModel):
+    type: str
+    data: dict[str, object]
+
+
+class StrandingsIn(BaseModel):
+    changes: list[ChangeIn]
+    action: str = "refuse"
 
 
 class SlotOut(BaseModel):
@@ -216,6 +233,17 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             before_commit=allocator.before_commit,
             batch_size=settings.allocator_batch_size,
         )
+
+        def view_position(topic: str, partition: int) -> int | None:
+            """Where this process's catalogue view stands on a partition (its consumer's positions)."""
+            for consumer in runtime.consumers:
+                positions = getattr(consumer, "positions", None)
+                if getattr(consumer, "group_id", None) == CATALOGUE_VIEW_GROUP and isinstance(positions, dict):
+                    return int(positions.get(TopicPartition(topic, partition), 0))
+            return None
+
+        sweep = StrandingSweep(allocator, view_position)
+        runtime.consume(STRANDING_GROUP, [CATALOGUE.name], sweep.handlers(), before_batch=sweep.before_batch)
     if "projections" in roles:
         runtime.consume(
             AGENDA_GROUP, [BOOKINGS.name, CALENDAR.name], agenda.handlers(), before_commit=agenda.before_commit
@@ -261,6 +289,21 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     app = create_app(runtime, "Loket calendar", openapi_url="/openapi.json")
     app.state.view = view
     app.include_router(build_router(runtime))
+
+    @app.post("/internal/strandings", include_in_schema=False)
+    async def strandings(body: StrandingsIn, x_internal_token: Annotated[str, Header()] = "") -> dict[str, object]:
+        """For the catalogue: the active bookings these catalogue changes would leave outside the
+        catalogue, and where each could move (a dry run on a copy of the view; writes nothing)."""
+        if not hmac.compare_digest(x_internal_token.encode(), settings.internal_token.encode()):
+            raise Problem(404, "Not found", "No such route.")
+        changes = []
+        for change in body.changes:
+            model = EVENT_TYPES.get(change.type)
+            if model is None:
+                raise field_problem("changes", f"unknown event type {change.type!r}")
+            changes.append(model.model_validate(change.data))
+        found = await dry_run(runtime.pool, view, changes, clock.now())
+        return {"bookings": stranded_out(found, body.action)}
 
     @app.get(
         "/api/v1/availability",

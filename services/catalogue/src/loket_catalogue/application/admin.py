@@ -8,9 +8,10 @@ while a desk adds it) cannot both pass validation against a state the other is c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -45,6 +46,40 @@ class Conflict(RuntimeError):
     """The change is well-formed but cannot apply to the entity as it stands."""
 
 
+# Asks the calendar which active bookings these changes would strand (see adapters/calendar.py).
+Strandings = Callable[[Sequence[ev.Event], str], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class OnStranded:
+    """The admin's choice for the bookings a change would strand: refuse the change (the default),
+    move each to another desk at the same time (else cancel it), or cancel each, with a reason."""
+
+    action: str = "refuse"
+    reason: ev.Localized | None = None
+    by: str = ""
+
+    def choice(self) -> ev.StrandedChoice:
+        return ev.StrandedChoice(action=self.action, reason=self.reason, by=self.by)  # type: ignore[arg-type]
+
+
+class Stranding(Conflict):
+    """The change would leave active bookings outside the catalogue and the admin did not say what
+    to do with them: refused, with the bookings."""
+
+    def __init__(self, bookings: list[dict[str, Any]]) -> None:
+        super().__init__(
+            f"This change would leave {len(bookings)} active booking(s) outside the catalogue. "
+            "Say what to do with them: stranded=move (to another desk at the same time) or "
+            "stranded=cancel, with a reason the residents are told."
+        )
+        self.bookings = bookings
+
+
+class StrandingUnknown(RuntimeError):
+    """The calendar could not say which bookings the change would strand; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class Preview:
     location_id: str
@@ -54,6 +89,7 @@ class Preview:
     last: date
     counts: list[PreviewCount]
     closed: dict[date, str]
+    bookings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _schedule_hours(data: Mapping[str, object]) -> DeskHours:
@@ -61,28 +97,60 @@ def _schedule_hours(data: Mapping[str, object]) -> DeskHours:
     return DeskHours(schedule.desk_id, schedule.effective_from, schedule.weekly)
 
 
+E = TypeVar("E", bound=ev.Event)
+
+
 class CatalogueAdmin:
-    def __init__(self, pool: asyncpg.Pool, today: Callable[[], date] = clock.today) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, today: Callable[[], date] = clock.today, strandings: Strandings | None = None
+    ) -> None:
         self.pool = pool
         self.today = today
+        self.strandings = strandings
         self.catalogue = Catalogue()
         self.entities = self.catalogue.entities
 
     async def _lock(self, conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", ADMIN_WRITE_LOCK)
 
+    async def _checked(self, change: E, on_stranded: OnStranded | None) -> E:
+        """The change as it is to be published: refused (`Stranding`) when the calendar says it would
+        strand active bookings and the admin did not say what to do with them; else carrying the
+        admin's choice, which the calendar's allocator applies to whatever it strands when it sees
+        the change (bookings made meanwhile included: this check is advisory)."""
+        on_stranded = on_stranded or OnStranded()
+        if self.strandings is None:
+            return change
+        if on_stranded.action == "refuse":
+            try:
+                found = await self.strandings([change], "refuse")
+            except Exception as exc:  # the calendar is down: a refusal cannot be checked
+                raise StrandingUnknown(str(exc)) from exc
+            if found:
+                raise Stranding(found)
+            return change
+        return change.model_copy(update={"stranded": on_stranded.choice()})
+
     # --- products and locations ------------------------------------------------------------
 
-    async def put_product(self, product: ev.ProductDefined) -> bool:
+    async def put_product(self, product: ev.ProductDefined, on_stranded: OnStranded | None = None) -> bool:
         """Create or change a product; True when it was created."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
             created = await self.entities.get(conn, "product", product.product_id) is None
+            if not created:
+                product = await self._checked(product, on_stranded)
             await self.catalogue.define_product(conn, product)
         return created
 
     async def put_location(
-        self, location_id: str, name: str, address: str, products: list[str], slot_grid_minutes: int | None
+        self,
+        location_id: str,
+        name: str,
+        address: str,
+        products: list[str],
+        slot_grid_minutes: int | None,
+        on_stranded: OnStranded | None = None,
     ) -> tuple[ev.LocationDefined, bool]:
         """Create or change a location; without `slot_grid_minutes` it keeps its grid (new: the default)."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -97,12 +165,14 @@ class CatalogueAdmin:
             validate_location(
                 location, await self.catalogue.known_products(conn), desks, [(s.desk_id, s.weekly) for s in schedules]
             )
+            if existing is not None:
+                location = await self._checked(location, on_stranded)
             await self.catalogue.publish(conn, location)
         return location, existing is None
 
     # --- desks and hours -------------------------------------------------------------------
 
-    async def put_desk(self, desk: ev.DeskDefined) -> bool:
+    async def put_desk(self, desk: ev.DeskDefined, on_stranded: OnStranded | None = None) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
             existing_data = await self.entities.get(conn, "desk", desk.desk_id)
@@ -113,16 +183,19 @@ class CatalogueAdmin:
                 await self.catalogue.known_products(conn),
                 existing,
             )
+            if existing is not None:
+                desk = await self._checked(desk, on_stranded)
             await self.catalogue.publish(conn, desk)
         return existing is None
 
-    async def remove_desk(self, desk_id: str) -> ev.DeskRemoved:
+    async def remove_desk(self, desk_id: str, on_stranded: OnStranded | None = None) -> ev.DeskRemoved:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
             data = await self.entities.get(conn, "desk", desk_id)
             if data is None:
                 raise NotFound(f"desk {desk_id!r}")
             removed = ev.DeskRemoved(desk_id=desk_id, location_id=data["location_id"])
+            removed = await self._checked(removed, on_stranded)
             await self.catalogue.publish(conn, removed)
         return removed
 
@@ -140,7 +213,11 @@ class CatalogueAdmin:
         return sorted((ev.SchedulePublished.model_validate(r["data"]) for r in rows), key=lambda s: s.effective_from)
 
     async def put_schedule(
-        self, desk_id: str, effective_from: date, weekly: dict[str, list[ev.TimeBlock]]
+        self,
+        desk_id: str,
+        effective_from: date,
+        weekly: dict[str, list[ev.TimeBlock]],
+        on_stranded: OnStranded | None = None,
     ) -> tuple[ev.SchedulePublished, bool]:
         """Publish a desk's weekly hours from `effective_from` on (the same date again replaces them)."""
         validate_effective_from(effective_from, self.today())
@@ -159,6 +236,7 @@ class CatalogueAdmin:
                 weekly=weekly,
             )
             created = await self.entities.get(conn, "schedule", schedule.schedule_id) is None
+            schedule = await self._checked(schedule, on_stranded)
             await self.catalogue.publish(conn, schedule)
         return schedule, created
 
@@ -269,6 +347,22 @@ class CatalogueAdmin:
         counts = preview_counts(
             specs, location.slot_grid_minutes, schedules, proposal, lambda day: day in closed, first, last
         )
+        bookings: list[dict[str, Any]] = []
+        if self.strandings is not None:
+            proposed = [
+                ev.SchedulePublished(
+                    schedule_id=f"{d}:{effective_from.isoformat()}",
+                    desk_id=d,
+                    location_id=location_id,
+                    effective_from=effective_from,
+                    weekly=weekly,
+                )
+                for d in targets
+            ]
+            try:
+                bookings = await self.strandings(proposed, "move")
+            except Exception as exc:
+                raise StrandingUnknown(str(exc)) from exc
         return Preview(
             location_id,
             tuple(targets),
@@ -277,6 +371,7 @@ class CatalogueAdmin:
             last,
             counts,
             {d: r for d, r in sorted(closed.items()) if first <= d <= last},
+            bookings,
         )
 
     # --- helpers ---------------------------------------------------------------------------------

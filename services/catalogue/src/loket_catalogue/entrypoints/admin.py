@@ -10,25 +10,60 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loket_catalogue.application.admin import CatalogueAdmin, Conflict, NotFound
+from loket_catalogue.application.admin import (
+    CatalogueAdmin,
+    Conflict,
+    NotFound,
+    OnStranded,
+    Stranding,
+    StrandingUnknown,
+)
 from loket_catalogue.domain.rules import CatalogueRuleError
 from loket_contracts import events as ev
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.logging import get_logger
-from loket_runtime.problems import Problem, problem_response
+from loket_runtime.problems import Problem, field_problem, problem_response
 
 log = get_logger(__name__)
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="lower-case letters, digits and dashes")]
 Admin = Annotated[Principal, require_role("admin")]
+StrandedAction = Literal["refuse", "move", "cancel"]
+
+
+class StrandedQuery(BaseModel):
+    """What to do with the active bookings a change would leave outside the catalogue."""
+
+    stranded: StrandedAction = Field(
+        "refuse",
+        description="refuse: 409 listing them (nothing changes); move: each to another desk that serves it at "
+        "the same time (the calendar decides; one with no free desk is cancelled); cancel: each is cancelled",
+    )
+    reason: str | None = Field(
+        None, max_length=300, description="told to the residents (every language, unless reason_nl/en/fr say)"
+    )
+    reason_nl: str | None = Field(None, max_length=300)
+    reason_en: str | None = Field(None, max_length=300)
+    reason_fr: str | None = Field(None, max_length=300)
+
+    def of(self, principal: Principal) -> OnStranded:
+        texts = {"nl": self.reason_nl, "en": self.reason_en, "fr": self.reason_fr}
+        if self.stranded != "refuse" and not (self.reason or all(texts.values())):
+            raise field_problem("reason", "say why: the residents whose bookings move or are cancelled are told")
+        base = self.reason or next((t for t in texts.values() if t), None)
+        reason = ev.Localized(**{k: v or base or "" for k, v in texts.items()}) if base else None
+        return OnStranded(self.stranded, reason, principal.subject)
+
+
+Stranded = Annotated[StrandedQuery, Query()]
 
 
 class _In(BaseModel):
@@ -92,7 +127,7 @@ class PreviewIn(_In):
 
 
 def product_out(p: ev.ProductDefined) -> dict[str, Any]:
-    data = p.model_dump(mode="json")
+    data = p.model_dump(mode="json", exclude={"stranded"})
     return {"id": data.pop("product_id"), **data}
 
 
@@ -146,6 +181,19 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return problem_response(Problem(404, "Not found", f"There is no {exc.args[0]}.", "not-found"))
 
+    @app.exception_handler(Stranding)
+    async def _stranding(_: Request, exc: Stranding) -> JSONResponse:
+        return problem_response(
+            Problem(409, "Bookings would be stranded", str(exc), "bookings-stranded", bookings=exc.bookings)
+        )
+
+    @app.exception_handler(StrandingUnknown)
+    async def _stranding_unknown(_: Request, exc: StrandingUnknown) -> JSONResponse:
+        detail = "The calendar cannot say now which bookings this change would affect; nothing was changed."
+        return problem_response(
+            Problem(503, "Service unavailable", detail, "calendar-unavailable", headers={"Retry-After": "5"})
+        )
+
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return problem_response(Problem(409, "Conflict", str(exc), "conflict"))
@@ -153,16 +201,20 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     router = APIRouter(prefix="/api/v1/admin", tags=["catalogue admin"])
 
     @router.put("/products/{id}", summary="Create or change a product (201 created, 200 changed)")
-    async def put_product(request: Request, id: EntityId, body: ProductIn, principal: Admin) -> JSONResponse:
+    async def put_product(
+        request: Request, id: EntityId, body: ProductIn, principal: Admin, stranded: Stranded
+    ) -> JSONResponse:
         product = ev.ProductDefined(product_id=id, **body.model_dump())
-        created = await admin_of(request).put_product(product)
+        created = await admin_of(request).put_product(product, stranded.of(principal))
         log.info("product saved", product_id=id, created=created, by=principal.subject)
         return _saved(product_out(product), created)
 
     @router.put("/locations/{id}", summary="Create or change a location and the products it offers")
-    async def put_location(request: Request, id: EntityId, body: LocationIn, principal: Admin) -> JSONResponse:
+    async def put_location(
+        request: Request, id: EntityId, body: LocationIn, principal: Admin, stranded: Stranded
+    ) -> JSONResponse:
         location, created = await admin_of(request).put_location(
-            id, body.name, body.address, body.products, body.slot_grid_minutes
+            id, body.name, body.address, body.products, body.slot_grid_minutes, stranded.of(principal)
         )
         log.info("location saved", location_id=id, created=created, by=principal.subject)
         return _saved(location_out(location), created)
@@ -172,15 +224,17 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
         return [desk_out(d) for d in await admin_of(request).desks(location)]
 
     @router.put("/desks/{id}", summary="Create or change a desk and the products it serves")
-    async def put_desk(request: Request, id: EntityId, body: DeskIn, principal: Admin) -> JSONResponse:
+    async def put_desk(
+        request: Request, id: EntityId, body: DeskIn, principal: Admin, stranded: Stranded
+    ) -> JSONResponse:
         desk = ev.DeskDefined(desk_id=id, **body.model_dump())
-        created = await admin_of(request).put_desk(desk)
+        created = await admin_of(request).put_desk(desk, stranded.of(principal))
         log.info("desk saved", desk_id=id, created=created, by=principal.subject)
         return _saved(desk_out(desk), created)
 
     @router.delete("/desks/{id}", status_code=204, summary="Remove a desk")
-    async def delete_desk(request: Request, id: str, principal: Admin) -> Response:
-        await admin_of(request).remove_desk(id)
+    async def delete_desk(request: Request, id: str, principal: Admin, stranded: Stranded) -> Response:
+        await admin_of(request).remove_desk(id, stranded.of(principal))
         log.info("desk removed", desk_id=id, by=principal.subject)
         return Response(status_code=204)
 
@@ -193,9 +247,11 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
         summary="Publish a desk's weekly hours from a date on (the same date again replaces them)",
     )
     async def put_schedule(
-        request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin
+        request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin, stranded: Stranded
     ) -> JSONResponse:
-        schedule, created = await admin_of(request).put_schedule(id, effective_from, body.weekly)
+        schedule, created = await admin_of(request).put_schedule(
+            id, effective_from, body.weekly, stranded.of(principal)
+        )
         log.info("schedule saved", schedule_id=schedule.schedule_id, created=created, by=principal.subject)
         return _saved(schedule_out(schedule), created)
 
@@ -254,6 +310,9 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
             ],
             "totals": [{"product": p, **t, "change": t["proposed"] - t["current"]} for p, t in totals.items()],
             "closed_days": [{"day": d.isoformat(), "reason": r} for d, r in result.closed.items()],
+            # Active bookings the proposed hours would leave outside them, and what would happen to
+            # each with stranded=move (`outcome` move to `to_desk`, or cancel when no desk is free).
+            "bookings": result.bookings,
         }
 
     app.include_router(router)

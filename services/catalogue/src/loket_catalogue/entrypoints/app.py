@@ -13,6 +13,7 @@ import yaml
 from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel
 
+from loket_catalogue.adapters.calendar import CalendarStrandings
 from loket_catalogue.adapters.repository import EntityRepository
 from loket_catalogue.application.admin import CatalogueAdmin
 from loket_catalogue.application.catalogue import Catalogue, load_seed
@@ -32,6 +33,11 @@ class CatalogueSettings(ServiceSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5433/loket_catalogue"
     seed_file: Path | None = None
     closing_days_check_seconds: float = 6 * 3600
+    # The calendar, asked which active bookings a change would strand (`/internal/strandings`, with
+    # the internal token). Unset: changes are not checked (the allocator still resolves what a
+    # published change strands, moving where a desk is free, else cancelling).
+    calendar_url: str | None = None
+    internal_token: str = "local-internal-token"
 
 
 class LocalizedText(BaseModel):
@@ -94,7 +100,8 @@ def build_app(settings: CatalogueSettings | None = None) -> FastAPI:
     runtime.add_task(seed_once)
     runtime.add_task(closing_days_daily)
     app = create_app(runtime, "Loket catalogue", openapi_url="/openapi.json")
-    install_admin(app, lambda request: CatalogueAdmin(runtime.pool))
+    strandings = CalendarStrandings(settings.calendar_url, settings.internal_token) if settings.calendar_url else None
+    install_admin(app, lambda request: CatalogueAdmin(runtime.pool, strandings=strandings))
 
     @app.get(
         "/api/v1/products",
