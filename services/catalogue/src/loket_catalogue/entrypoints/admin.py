@@ -66,6 +66,39 @@ class StrandedQuery(BaseModel):
 Stranded = Annotated[StrandedQuery, Query()]
 
 
+class StrandedBookingOut(BaseModel):
+    """An active booking a change would leave outside the catalogue, and what would happen to it."""
+
+    booking: str
+    location: str
+    desk: str
+    product: str
+    start: str
+    end: str
+    status: str = Field(description="held or confirmed")
+    why: str = Field(description="desk-removed, not-served, not-offered, outside-hours, overlaps, unknown-product")
+    movable_to: str | None = Field(description="the desk it can move to at the same time, null when none is free")
+    outcome: Literal["move", "cancel"] = Field(description="with stranded=move (the preview) or as asked")
+    to_desk: str | None = None
+
+
+class StrandedProblemOut(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    bookings: list[StrandedBookingOut]
+
+
+STRANDED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": StrandedProblemOut,
+        "description": "the change would strand active bookings (listed) and stranded=refuse (the default)",
+    },
+    503: {"description": "the calendar cannot say now which bookings the change would affect; nothing changed"},
+}
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -200,7 +233,9 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
 
     router = APIRouter(prefix="/api/v1/admin", tags=["catalogue admin"])
 
-    @router.put("/products/{id}", summary="Create or change a product (201 created, 200 changed)")
+    @router.put(
+        "/products/{id}", summary="Create or change a product (201 created, 200 changed)", responses=STRANDED_RESPONSES
+    )
     async def put_product(
         request: Request, id: EntityId, body: ProductIn, principal: Admin, stranded: Stranded
     ) -> JSONResponse:
@@ -209,7 +244,11 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
         log.info("product saved", product_id=id, created=created, by=principal.subject)
         return _saved(product_out(product), created)
 
-    @router.put("/locations/{id}", summary="Create or change a location and the products it offers")
+    @router.put(
+        "/locations/{id}",
+        summary="Create or change a location and the products it offers",
+        responses=STRANDED_RESPONSES,
+    )
     async def put_location(
         request: Request, id: EntityId, body: LocationIn, principal: Admin, stranded: Stranded
     ) -> JSONResponse:
@@ -223,7 +262,9 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     async def list_desks(request: Request, _: Admin, location: str | None = Query(None)) -> list[dict[str, Any]]:
         return [desk_out(d) for d in await admin_of(request).desks(location)]
 
-    @router.put("/desks/{id}", summary="Create or change a desk and the products it serves")
+    @router.put(
+        "/desks/{id}", summary="Create or change a desk and the products it serves", responses=STRANDED_RESPONSES
+    )
     async def put_desk(
         request: Request, id: EntityId, body: DeskIn, principal: Admin, stranded: Stranded
     ) -> JSONResponse:
@@ -232,7 +273,7 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
         log.info("desk saved", desk_id=id, created=created, by=principal.subject)
         return _saved(desk_out(desk), created)
 
-    @router.delete("/desks/{id}", status_code=204, summary="Remove a desk")
+    @router.delete("/desks/{id}", status_code=204, summary="Remove a desk", responses=STRANDED_RESPONSES)
     async def delete_desk(request: Request, id: str, principal: Admin, stranded: Stranded) -> Response:
         await admin_of(request).remove_desk(id, stranded.of(principal))
         log.info("desk removed", desk_id=id, by=principal.subject)
@@ -245,6 +286,7 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     @router.put(
         "/desks/{id}/schedules/{effective_from}",
         summary="Publish a desk's weekly hours from a date on (the same date again replaces them)",
+        responses=STRANDED_RESPONSES,
     )
     async def put_schedule(
         request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin, stranded: Stranded
