@@ -26,6 +26,7 @@ from loket_booking.application.service import (
     TransitionRefused,
     token_matches,
 )
+from loket_booking.application.stranded import stranded_handlers
 from loket_booking.domain.booking import Booking
 from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
@@ -116,7 +117,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
 
     runtime.keep_catalogue_view(view)
-    runtime.consume("booking-decisions", [CALENDAR.name], service.handlers())
+    runtime.consume("booking-decisions", [CALENDAR.name], service.handlers() | stranded_handlers(service))
     runtime.consume("booking-closures", [CATALOGUE.name], {ev.ClosureDeclared.TYPE: service.on_closure})
 
     async def listen(_: ServiceRuntime) -> None:

@@ -50,6 +50,7 @@ AGENDA_TYPES: tuple[type[ev.Event], ...] = (
     ev.RescheduleReserved,
     ev.BookingRescheduled,
     ev.AttendanceRecorded,
+    ev.ReservationMoved,  # a catalogue change moved it to another desk
 )
 AGENDA_MODELS: dict[str, type[ev.Event]] = {t.TYPE: t for t in AGENDA_TYPES}
 TABLES = ("agenda", "agenda_changes", "agenda_days")
