@@ -5,10 +5,11 @@ LOKET_TEST_PORT_BASE (default 18000) moves every port; the data lives in .data/t
 is wiped at the start of each run.
 
 LOKET_TEST_NOW (an ISO 8601 instant with its offset, e.g. 2026-12-21T09:30:00+01:00, or a date
-alone for 09:30 Brussels time that day) runs the
-suite as if it were then: it becomes one LOKET_CLOCK_OFFSET_SECONDS for this process and every
-process of the stack (`loket_runtime.clock`), and the browser's clock follows (tests/browser).
-`make test-dates` runs the date-sensitive tests this way on the days that break calendars.
+alone for 09:30 Brussels time that day) runs the end-to-end and browser tests as if it were then:
+it becomes one LOKET_CLOCK_OFFSET_SECONDS for this process and every process of the stack
+(`loket_runtime.clock`), and the browser's clock follows (tests/browser). The integration tests
+mix the real clock with in-process services: they run on today's date only. `make test-dates`
+runs the end-to-end and browser tests this way on the days that break calendars.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ PORT_BASE = int(os.environ.get("LOKET_TEST_PORT_BASE", "18000"))
 def instant_of(raw: str) -> datetime:
     """LOKET_TEST_NOW as an instant: an ISO 8601 instant, or a date alone for 09:30 Brussels that day."""
     if "T" in raw:
-        return datetime.fromisoformat(raw)
+        at = datetime.fromisoformat(raw)
+        if at.tzinfo is None:
+            raise ValueError(f"LOKET_TEST_NOW needs its offset, e.g. 2027-10-31T02:05:00+01:00: {raw!r}")
+        return at
     day = date.fromisoformat(raw)
     return datetime(day.year, day.month, day.day, 9, 30, tzinfo=clock.BRUSSELS)
 

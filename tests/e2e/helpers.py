@@ -95,8 +95,9 @@ def open_day(
 
 
 def beyond_window(weekday: int) -> date:
-    """The first ISO `weekday` past the booking window: a booking on it is refused as too far ahead."""
-    day = today() + timedelta(days=MAX_DAYS_AHEAD + 1)
+    """The first ISO `weekday` past the booking window: a booking on it is refused as too far ahead
+    (a day of margin, so that Brussels midnight passing between here and the service changes nothing)."""
+    day = today() + timedelta(days=MAX_DAYS_AHEAD + 2)
     return day + timedelta(days=(weekday - day.isoweekday()) % 7)
 
 

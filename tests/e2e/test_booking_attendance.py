@@ -75,10 +75,13 @@ def lab(live: RunningStack) -> Iterator[dict[str, Any]]:
 
 
 def next_start(minutes_ahead: int) -> datetime:
-    now = clock.now().astimezone(BRUSSELS)
+    # In UTC: Brussels wall-clock arithmetic goes wrong in the repeated hour of the autumn DST
+    # change (02:05 CET + 1 minute would be 02:06 CEST, an hour in the past).
+    now = clock.now()
     start = now.replace(second=0, microsecond=0) + timedelta(minutes=1 + minutes_ahead)
     if (start - now).total_seconds() < 3:
         start += timedelta(minutes=1)
+    start = start.astimezone(BRUSSELS)
     midnight = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), BRUSSELS)
     if start + timedelta(minutes=1) > midnight:  # the desk's hours end at 24:00: no slot runs past it
         start = midnight

@@ -71,3 +71,18 @@ def test_shifted_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("LOKET_ENVIRONMENT", "production")
     with pytest.raises(clock.ClockRefused), clock.shifted(datetime(2027, 1, 1, tzinfo=UTC)):
         pass
+
+
+def test_a_start_becomes_one_offset_for_every_process_started_after() -> None:
+    environ = {clock.START_VARIABLE: "2027-10-31T02:05:00+01:00"}
+    clock.start_as_offset(environ)
+    assert clock.START_VARIABLE not in environ
+    shifted = datetime.now(UTC) + timedelta(seconds=float(environ[clock.OFFSET_VARIABLE]))
+    assert abs(shifted - datetime(2027, 10, 31, 1, 5, tzinfo=UTC)) < timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("environment", ["production", "prod", "staging", "acceptance"])
+def test_only_test_environments_accept_a_test_clock(environment: str) -> None:
+    with pytest.raises(clock.ClockRefused):
+        clock.offset_from_environment({clock.OFFSET_VARIABLE: "60", "LOKET_ENVIRONMENT": environment})
+    assert clock.offset_from_environment({clock.OFFSET_VARIABLE: "60", "LOKET_ENVIRONMENT": "local"}).seconds == 60

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from loket_runtime import clock
 from loket_stack.kafka import KafkaBroker, ensure_jars
 from loket_stack.postgres import EmbeddedPostgres
 
@@ -119,6 +120,9 @@ class StackConfig:
 class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
+        # A test clock given as a start instant becomes one offset now, which every process started
+        # from here (and every restart) inherits: they agree on the time (loket_runtime.clock).
+        clock.start_as_offset(os.environ)
         self.logs = config.data / "logs"
         self.run_dir = config.data / "run"
         # A service is started when its package has an entry point (`python -m loket_<name>`).
