@@ -1,4 +1,5 @@
-"""Resident rules, pure: national register numbers, phones, e-mail, eligibility and the slot grid.
+"""Resident rules, pure: national register numbers, phones, e-mail, who a person is, eligibility
+and the slot grid.
 
 Each failed rule raises `RuleViolation(field, message)`, which the API turns into a 422 naming
 the field (e.g. `person.national_number`).
@@ -6,6 +7,10 @@ the field (e.g. `person.national_number`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -76,11 +81,142 @@ def normalise_phone(raw: str, field: str = "contact.phone") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_email(raw: str, field: str = "contact.email") -> str:
+def normalise_email(raw: str, field: str = "contact.email", *, smtputf8: bool = True) -> str:
+    """The address as e-mail is sent to it (domain lower-cased, in Unicode; local part as written).
+
+    A domain in Unicode (`bücher.example`) is always deliverable: it is sent IDNA-encoded
+    (`xn--bcher-kva.example`). A local part outside ASCII (`jörg@...`) needs a mail server that
+    offers SMTPUTF8 (RFC 6531): `smtputf8=False` refuses such an address here, at booking time,
+    rather than accepting a booking whose messages could never leave."""
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        address = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise RuleViolation(field, str(exc)) from exc
+    if address.smtputf8 and not smtputf8:
+        raise RuleViolation(
+            field,
+            "our mail server cannot deliver to an address with accents or other non-ASCII characters"
+            " before the @; give another address",
+        )
+    return address.normalized
+
+
+def email_identity(address: str) -> str:
+    """An address as the per-person rule compares it: case-insensitive, whatever form the domain
+    was written in (`ANNA.X@EXAMPLE.ORG` is `anna.x@example.org`, `xn--bcher-kva` is `bücher`)."""
+    return unicodedata.normalize("NFC", normalise_email(address)).casefold()
+
+
+# --- who a person is: the per-person rule ------------------------------------------------------
+
+
+def name_identity(given_name: str, family_name: str) -> str:
+    """A name as the per-person rule compares it: case, accents, spacing and punctuation aside
+    (`Anne-Marie  DE SMET` is `anne marie|de smet`, `Jörg` is `jorg`, `ß` is `ss`)."""
+
+    def words(raw: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", raw)
+        bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+        return " ".join(re.findall(r"[^\W_]+", bare.casefold()))
+
+    return f"{words(given_name)}|{words(family_name)}"
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who a booking is for, as the per-person rule ("one appointment for one person and product")
+    tells people apart. Every field is compared for equality only, so the same rule holds on the
+    normalised values (`person_of`) and on their keyed hashes (`Person.sealed`), which is what the
+    booking service stores: no personal data beyond the name is kept in the clear."""
+
+    name: str
+    birth: str | None = None
+    national: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    @property
+    def contacts(self) -> frozenset[str]:
+        return frozenset(f"{kind}:{value}" for kind, value in (("email", self.email), ("phone", self.phone)) if value)
+
+    def sealed(self, secret: bytes) -> Person:
+        """Each field as an HMAC-SHA256 (hex) under `secret`: equal exactly when the values are."""
+
+        def seal(kind: str, value: str) -> str:
+            return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+        def maybe(kind: str, value: str | None) -> str | None:
+            return None if value is None else seal(kind, value)
+
+        return Person(
+            name=seal("name", self.name),
+            birth=maybe("birth", self.birth),
+            national=maybe("national", self.national),
+            email=maybe("email", self.email),
+            phone=maybe("phone", self.phone),
+        )
+
+    @property
+    def lock_keys(self) -> list[str]:
+        """Advisory-lock names that any two requests `same_person` could match share (the name or
+        the national number), in one order so that two requests never wait on each other crosswise."""
+        return sorted(f"{kind}:{value}" for kind, value in (("name", self.name), ("nn", self.national)) if value)
+
+
+def person_of(
+    given_name: str,
+    family_name: str,
+    birth_date: date | None = None,
+    national_number: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+) -> Person:
+    """The person of a booking request, normalised: the national or BIS number as its 11 digits,
+    the birth date (given, or read from the number), e-mail case-insensitive, phone in E.164."""
+    national = parse_national_number(national_number) if national_number else None
+    birth = birth_date or (national.birth_date if national else None)
+    return Person(
+        name=name_identity(given_name, family_name),
+        birth=birth.isoformat() if birth else None,
+        national=national.digits if national else None,
+        email=email_identity(email) if email else None,
+        phone=normalise_phone(phone) if phone else None,
+    )
+
+
+def same_person(a: Person, b: Person) -> bool:
+    """The per-person rule's idea of "the same person", in this order:
+
+    1. Both give a national (or BIS) number: the same number is the same person, another number
+       another person, whatever the names and contacts.
+    2. Otherwise another name is another person: a parent booking for two children with one
+       e-mail address books for three people.
+    3. The same name with two different birth dates is two people; with the same birth date, one.
+    4. The same name where a birth date is missing: one person when they share a contact (the
+       e-mail, case-insensitive, or the phone in E.164), two namesakes when they share none.
+
+    A contact alone never makes two requests one person: one address may serve a whole family."""
+    if a.national and b.national:
+        return a.national == b.national
+    if a.name != b.name:
+        return False
+    if a.birth and b.birth:
+        return a.birth == b.birth
+    return bool(a.contacts & b.contacts)
+
+
+def check_contact(email: str | None, phone: str | None, requires_confirmation: bool) -> None:
+    """The contact must be able to receive what the product needs. Every booking needs a way to
+    reach the resident; a product that must be confirmed needs an e-mail address, because the
+    confirm link goes by e-mail and a hold nobody can confirm only expires."""
+    if not email and not phone:
+        raise RuleViolation("contact", "give an e-mail address or a phone number so we can reach you")
+    if requires_confirmation and not email:
+        raise RuleViolation(
+            "contact.email",
+            "this appointment must be confirmed with a link we send by e-mail: give an e-mail address"
+            " (a phone number alone cannot receive it)",
+        )
 
 
 def age_on(birth: date, day: date) -> int:
