@@ -1,8 +1,11 @@
 """A service's local read model of the catalogue, built only from the compacted catalogue topic.
 
-Each instance reads the whole topic with a group of its own (so it sees every partition), keeps
-the entities in its database (`catalogue_view`) and in memory for fast decisions. On restart it
-loads the table and continues from its stored offsets; a fresh database rebuilds from offset 0.
+Every process assigns itself every partition of the topic, never joining a Kafka consumer group
+(`WholeTopicConsumer`), so two instances can never split it between them, however they are
+named. The entities are kept in the database (`catalogue_view`, written once per database, with
+the progress of the group `catalogue-view` in `consumer_offsets`) and in memory for fast decisions
+(in every process, from its own positions). On start a process loads the table and those offsets
+in one snapshot and reads on from there; a fresh database rebuilds from offset 0.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+from aiokafka import TopicPartition
 
 from loket_contracts import events as ev
 from loket_contracts.events import EVENT_TYPES
 from loket_contracts.topics import CATALOGUE
 from loket_runtime.clock import BRUSSELS as BRUSSELS  # re-exported: the read model's users take it here
-from loket_runtime.consumer import Delivery, HandlerContext, PartitionBatchConsumer
+from loket_runtime.consumer import Delivery, HandlerContext, WholeTopicConsumer
+
+# The progress of the catalogue table, one per database (every process of a service shares it).
+CATALOGUE_VIEW_GROUP = "catalogue-view"
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,17 @@ async def load_catalogue_view(conn: asyncpg.Pool | asyncpg.Connection) -> Catalo
     return view
 
 
+async def load_catalogue_snapshot(pool: asyncpg.Pool) -> tuple[CatalogueView, dict[TopicPartition, int]]:
+    """The table and the offsets it reflects, read in one snapshot: a process reads on from there."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        view = await load_catalogue_view(conn)
+        rows = await conn.fetch(
+            "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = $1",
+            CATALOGUE_VIEW_GROUP,
+        )
+    return view, {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+
+
 async def save_catalogue_entity(conn: asyncpg.Connection, key: str, event: ev.Event) -> None:
     kind, _, entity_id = key.partition(":")
     if isinstance(event, ev.ProductRetired | ev.DeskRemoved | ev.ClosureLifted):
@@ -141,18 +159,27 @@ async def save_catalogue_entity(conn: asyncpg.Connection, key: str, event: ev.Ev
 
 
 def catalogue_consumer(
-    pool: asyncpg.Pool, bootstrap: str, service: str, instance_id: str, view: CatalogueView
-) -> PartitionBatchConsumer:
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    view: CatalogueView,
+    positions: dict[TopicPartition, int] | None = None,
+    client_id: str | None = None,
+    lag_group: str | None = None,
+) -> WholeTopicConsumer:
+    """Keeps `view` (from `positions`, where its snapshot stood) and the table current."""
+
     async def on_catalogue(ctx: HandlerContext, delivery: Delivery) -> None:
         await save_catalogue_entity(ctx.conn, delivery.key or "", delivery.event)
-        event = delivery.event
-        ctx.after_commit.append(lambda: view.apply(event))
 
-    return PartitionBatchConsumer(
+    return WholeTopicConsumer(
         pool=pool,
         bootstrap=bootstrap,
-        group_id=f"{service}-catalogue-{instance_id}",
+        group_id=CATALOGUE_VIEW_GROUP,
         topics=[CATALOGUE.name],
         handlers=dict.fromkeys((t.TYPE for t in CATALOGUE.events), on_catalogue),
+        on_record=lambda delivery: view.apply(delivery.event),
+        positions=positions,
+        client_id=client_id,
+        lag_group=lag_group,
         fetch_max_wait_ms=500,  # catalogue changes are rare and need no millisecond latency
     )

@@ -7,14 +7,22 @@ record the relay published twice (same event id) is skipped; and during a rebala
 instances that briefly hold one partition serialise on the offset row.
 
 A record this consumer cannot handle (not a CloudEvent, bad JSON, unknown type, fails
-validation, or its handler raises `PoisonMessage` or any non-transient error) is stored in
-`dead_letters`, queued for the dead-letter topic through the outbox, and skipped.
+validation, a NUL in a header or key, or its handler raises `PoisonMessage` or any non-transient
+error) is stored whole in `dead_letters`, queued for the dead-letter topic through the outbox as a
+copy that always fits (`outbox.bounded_copy`: a body too large is cut, the copy names the row that
+keeps it), and skipped.
+
+A consumer group splits its topics between the instances that share it: right for work that is
+done once per database. State every process needs whole (a read model kept in memory, such as
+the catalogue view) is read by a `WholeTopicConsumer` instead: no group, every partition, in
+every process, whatever the instances are called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +39,7 @@ from loket_contracts.topics import DEAD_LETTERS
 from loket_contracts.upcasting import UnknownEventType, parse_event
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.logging import bound, get_logger
-from loket_runtime.outbox import BufferedOutbox, Outbox
+from loket_runtime.outbox import BufferedOutbox, Outbox, bounded_copy, pg_text
 
 log = get_logger(__name__)
 
@@ -149,10 +157,21 @@ class PartitionBatchConsumer:
 
     # --- running against Kafka -------------------------------------------------------------
 
+    def kafka_group(self) -> str | None:
+        """The Kafka consumer group this consumer joins (None: it assigns partitions itself)."""
+        return self.group_id
+
+    async def join(self, consumer: AIOKafkaConsumer) -> None:
+        """Take partitions: join the group, which hands this instance its share."""
+        consumer.subscribe(topics=self.topics, listener=_SeekToStoredOffsets(self))
+
+    async def between_fetches(self, consumer: AIOKafkaConsumer) -> None:
+        """Called before each fetch is started (no fetch is in flight then)."""
+
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
-            group_id=self.group_id,
+            group_id=self.kafka_group(),
             client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -163,7 +182,7 @@ class PartitionBatchConsumer:
         )
         self._consumer = consumer
         await consumer.start()
-        consumer.subscribe(topics=self.topics, listener=_SeekToStoredOffsets(self))
+        await self.join(consumer)
         # The next fetch runs while this batch is applied, so the broker round trip and the
         # records' unpacking do not wait for the database (and the other way round). Safe with
         # PostgreSQL's offsets: a batch applies only what lies at or after the stored offset, and
@@ -172,6 +191,7 @@ class PartitionBatchConsumer:
         try:
             while True:
                 batches = await fetch
+                await self.between_fetches(consumer)
                 fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500, max_records=self.batch_size))
                 for tp, records in batches.items():
                     await self._process_with_retry(consumer, tp, records)
@@ -194,7 +214,7 @@ class PartitionBatchConsumer:
                 log.warning("batch failed, retrying", topic=tp.topic, partition=tp.partition, error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        if tp in consumer.assignment():
+        if self.kafka_group() is not None and tp in consumer.assignment():
             with contextlib.suppress(Exception):  # Kafka's copy is informational (lag); PostgreSQL's rules
                 await consumer.commit({tp: next_offset})
 
@@ -299,6 +319,9 @@ class PartitionBatchConsumer:
         for record in records:
             key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
             try:
+                # PostgreSQL stores no NUL in text: such an id or key would fail the whole batch.
+                if "\x00" in (key or "") or any(b"\x00" in (raw or b"") for _, raw in record.headers or ()):
+                    raise EnvelopeError("a header or the key contains a NUL character")
                 envelope = Envelope.from_kafka(record.headers, record.value)
                 if envelope.type not in EVENT_TYPES:
                     raise UnknownEventType(envelope.type)
@@ -381,10 +404,13 @@ class PartitionBatchConsumer:
     ) -> None:
         self.dead_lettered += 1
         DEAD_LETTERED.labels(self.group_id, topic).inc()
-        text_headers = [[name, raw.decode(errors="replace")] for name, raw in headers]
-        await conn.execute(
+        key = pg_text(key) if key is not None else None
+        error = pg_text(error)[:2000]
+        text_headers = [[pg_text(name), pg_text(raw)] for name, raw in headers]
+        # The whole original stays here; the copy for the dead-letter topic always fits a record.
+        letter_id = await conn.fetchval(
             'INSERT INTO dead_letters (consumer_group, topic, partition, "offset", key, headers, value, error)'
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
             self.group_id,
             topic,
             partition,
@@ -392,20 +418,124 @@ class PartitionBatchConsumer:
             key,
             text_headers,
             value,
-            error[:2000],
+            error,
         )
+        copy_headers, copy_value, cut = bounded_copy(headers, value or b"")
         dlq_headers = [
-            *headers,
+            *copy_headers,
             *[
                 ("dlq_group", self.group_id.encode()),
                 ("dlq_key", (key or "").encode()),
                 ("dlq_topic", topic.encode()),
                 ("dlq_partition", str(partition).encode()),
                 ("dlq_offset", str(offset).encode()),
-                ("dlq_error", error[:2000].encode()),
+                ("dlq_error", error.encode()),
             ],
         ]
-        await self.outbox.add_raw(conn, DEAD_LETTERS.name, self.group_id, dlq_headers, value or b"")
+        if cut is not None:
+            where = (
+                f"dead_letters/{letter_id}" if letter_id is not None else f"dead_letters {topic}/{partition}@{offset}"
+            )
+            dlq_headers += [("dlq_truncated", str(cut).encode()), ("dlq_ref", f"{self.group_id}:{where}".encode())]
+        await self.outbox.add_raw(conn, DEAD_LETTERS.name, self.group_id, dlq_headers, copy_value)
+
+
+class WholeTopicConsumer(PartitionBatchConsumer):
+    """State every process needs whole (a read model kept in memory, such as the catalogue view):
+    every instance reads every partition of its topics, without a Kafka consumer group, so no
+    setting (two processes given one instance id, or none) can split the topics between them.
+
+    What a record does in the database (`handlers`) is done once per database: the progress is the
+    `group_id`'s rows in `consumer_offsets`, shared by the processes of that database, and locked
+    per batch as for any consumer. What it does in this process (`on_record`, after the commit, in
+    order) is done in every process, from positions of its own: `positions` starts where the
+    snapshot the process loaded stood (`consumer_offsets` read with the table, in one
+    transaction), or at the beginning.
+
+    `lag_group`, if given, is a Kafka group this process commits its positions to, only so that
+    the standard tools and the ops API show the read model's lag: partitions are assigned, never
+    handed out by that group, so its name cannot split anything."""
+
+    def __init__(
+        self,
+        *,
+        on_record: Callable[[Delivery], None],
+        positions: dict[TopicPartition, int] | None = None,
+        lag_group: str | None = None,
+        refresh_seconds: float = 30.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.on_record = on_record
+        self.positions: dict[TopicPartition, int] = positions if positions is not None else {}
+        self.lag_group = lag_group
+        self._refresh_seconds = refresh_seconds
+        self._refreshed_at = 0.0
+
+    def kafka_group(self) -> str | None:
+        return self.lag_group
+
+    async def join(self, consumer: AIOKafkaConsumer) -> None:
+        partitions: set[TopicPartition] = set()
+        while True:
+            partitions = await self._partitions(consumer)
+            if {tp.topic for tp in partitions} >= set(self.topics):
+                break
+            log.warning("waiting for topics", topics=sorted(set(self.topics) - {tp.topic for tp in partitions}))
+            await asyncio.sleep(1.0)
+        await self._assign(consumer, partitions)
+
+    async def between_fetches(self, consumer: AIOKafkaConsumer) -> None:
+        """A topic given more partitions is read whole too (checked every `refresh_seconds`)."""
+        if time.monotonic() - self._refreshed_at < self._refresh_seconds:
+            return
+        with contextlib.suppress(Exception):
+            partitions = await self._partitions(consumer)
+            if not partitions <= self.assigned:
+                await self._assign(consumer, partitions | self.assigned)
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        self._refreshed_at = time.monotonic()
+        cluster = await consumer._client.fetch_all_metadata()
+        return {TopicPartition(t, p) for t in self.topics for p in cluster.partitions_for_topic(t) or ()}
+
+    async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        consumer.assign(sorted(partitions))
+        for tp in partitions:
+            if tp in self.positions:
+                consumer.seek(tp, self.positions[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        self.assigned = set(partitions)
+
+    async def process_batch(self, topic: str, partition: int, records: Sequence[ConsumerRecord[Any, Any]]) -> int:
+        tp = TopicPartition(topic, partition)
+        unseen = [r for r in records if r.offset >= self.positions.get(tp, 0)]
+        if not unseen:
+            return self.positions.get(tp, 0)
+        # The database's part, for what no process of this database has applied yet ...
+        next_offset = await super().process_batch(topic, partition, unseen)
+        # ... and this process's part, for everything it has not seen itself.
+        for record in unseen:
+            delivery = self._readable(record)
+            if delivery is not None:
+                self.on_record(delivery)
+        self.positions[tp] = int(unseen[-1].offset) + 1
+        return next_offset
+
+    def _readable(self, record: ConsumerRecord[Any, Any]) -> Delivery | None:
+        """The record as a delivery, or None for what the database's part dead-letters or ignores."""
+        key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else record.key
+        if any(b"\x00" in (raw or b"") for _, raw in record.headers or ()):
+            return None
+        try:
+            envelope = Envelope.from_kafka(record.headers, record.value)
+            if envelope.type not in self.handlers:
+                return None
+            event = parse_event(envelope.type, envelope.schemaversion, envelope.data)
+        except (EnvelopeError, UnknownEventType, ValidationError):
+            return None
+        return Delivery(envelope, event, record.topic, record.partition, record.offset, key)
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]

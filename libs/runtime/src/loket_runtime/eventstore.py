@@ -4,7 +4,8 @@
 (stream_id, stream_version) constraint fires and the caller gets `ConcurrencyError` (its
 transaction is then aborted: retry the whole unit of work). Call it
 inside a transaction together with `Outbox.add` so an event is stored and queued for Kafka
-atomically.
+atomically. An event whose JSON is larger than `outbox.MAX_EVENT_BYTES` is refused before it is
+stored (`PayloadTooLarge`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncpg
 from loket_contracts.envelope import Envelope
 from loket_contracts.events import Event
 from loket_contracts.upcasting import parse_event
+from loket_runtime.outbox import check_event_size
 
 
 class ConcurrencyError(Exception):
@@ -72,6 +74,7 @@ class EventStore:
         version = expected_version
         rows = []
         for env in envelopes:
+            check_event_size(env.type, env.kafka_value())
             version += 1
             meta = {
                 "source": env.source,

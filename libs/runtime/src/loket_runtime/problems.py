@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loket_runtime.outbox import PayloadTooLarge
+
 PROBLEM_BASE = "https://loket.gent/problems/"
 
 
@@ -47,6 +49,18 @@ def field_problem(field: str, message: str, title: str = "Invalid request") -> P
     return Problem(422, title, f"{field}: {message}", "validation", errors=[{"field": field, "message": message}])
 
 
+def too_large(size: int | None, limit: int, what: str = "The request body") -> Problem:
+    """413: a body (or what it would make) larger than the service accepts."""
+    amount = f" is {size} bytes;" if size is not None else " is too large;"
+    return Problem(
+        413,
+        "Payload too large",
+        f"{what}{amount} at most {limit} bytes are accepted.",
+        "payload-too-large",
+        limit=limit,
+    )
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(
         problem.body(), status_code=problem.status, media_type="application/problem+json", headers=problem.headers
@@ -67,9 +81,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(Problem(422, "Invalid request", detail, "validation", errors=errors))
 
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(_: Request, exc: PayloadTooLarge) -> JSONResponse:
+        return problem_response(too_large(exc.size, exc.limit, f"The {exc.what} this request makes"))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        titles = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Payload too large",
+        }
         return problem_response(
             Problem(
                 exc.status_code,

@@ -32,6 +32,20 @@ END $$;
 CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION loket_outbox_notify();
 
+-- Records the relay could not publish (too large, refused by the broker, topic unknown to the
+-- cluster), kept whole with the reason instead of holding up the records behind them.
+CREATE TABLE IF NOT EXISTS outbox_parked (
+    id          bigserial   PRIMARY KEY,
+    outbox_id   bigint      NOT NULL,
+    topic       text        NOT NULL,
+    key         text        NOT NULL,
+    headers     jsonb       NOT NULL,
+    value       bytea       NOT NULL,
+    queued_at   timestamptz NOT NULL,
+    parked_at   timestamptz NOT NULL DEFAULT now(),
+    reason      text        NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     consumer_group text    NOT NULL,
     topic          text    NOT NULL,

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -25,13 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loket_runtime import clock
 from loket_runtime.auth import JwtVerifier
-from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_view
+from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_snapshot
 from loket_runtime.consumer import Handler, PartitionBatchConsumer
 from loket_runtime.db import create_pool, migrate
 from loket_runtime.kafka import make_producer
 from loket_runtime.logging import bind, configure_logging, get_logger, unbind
 from loket_runtime.outbox import OutboxRelay
-from loket_runtime.problems import install_problem_handlers
+from loket_runtime.problems import install_problem_handlers, problem_response, too_large
 from loket_runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -92,12 +92,26 @@ class ServiceRuntime:
         """Keep `view` current from the catalogue topic: loaded from this service's table first,
         then updated by a consumer, so no event applied in memory is overwritten by the load."""
 
+        positions: dict[TopicPartition, int] = {}
+
         async def load(rt: ServiceRuntime) -> None:
-            view.replace_with(await load_catalogue_view(rt.pool))
+            snapshot, offsets = await load_catalogue_snapshot(rt.pool)
+            view.replace_with(snapshot)
+            positions.clear()
+            positions.update(offsets)
 
         s = self.settings
         self.add_startup(load)
-        self.add_consumer(lambda pool: catalogue_consumer(pool, s.kafka_bootstrap, s.service_name, s.instance_id, view))
+        self.add_consumer(
+            lambda pool: catalogue_consumer(
+                pool,
+                s.kafka_bootstrap,
+                view,
+                positions,
+                client_id=f"{s.service_name}-catalogue-{s.instance_id}",
+                lag_group=f"{s.service_name}-catalogue-view",  # lag for the tools; assigned, never shared
+            )
+        )
 
     async def start(self) -> None:
         s = self.settings
@@ -105,9 +119,22 @@ class ServiceRuntime:
         self._pool = await create_pool(s.database_url, min_size=2, max_size=20)
         for hook in self.startup_hooks:
             await hook(self)
-        self._producer = make_producer(s.kafka_bootstrap, f"{s.service_name}-{s.instance_id}", s.kafka_linger_ms)
+
+        def producer() -> AIOKafkaProducer:
+            return make_producer(s.kafka_bootstrap, f"{s.service_name}-{s.instance_id}", s.kafka_linger_ms)
+
+        self._producer = producer()
         await self._producer.start()
-        self.relay = OutboxRelay(s.database_url, self._producer, s.outbox_batch_size, s.outbox_poll_seconds)
+        self.relay = OutboxRelay(
+            s.database_url,
+            self._producer,
+            s.outbox_batch_size,
+            s.outbox_poll_seconds,
+            name=f"{s.service_name}-outbox",
+            producer_factory=producer,
+            max_record_bytes=s.outbox_max_record_bytes,
+            missing_topic_grace_seconds=s.outbox_missing_topic_grace_seconds,
+        )
         if s.outbox_relay:
             self._spawn("outbox-relay", self.relay.run)
         for factory in self.consumer_factories:
@@ -141,9 +168,10 @@ class ServiceRuntime:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
-        if self._producer is not None:
+        producers = {id(p): p for p in (self._producer, self.relay.producer if self.relay else None) if p is not None}
+        for producer in producers.values():  # the relay makes a new one after a refused batch
             with contextlib.suppress(Exception):
-                await self._producer.stop()
+                await producer.stop()
         if self._pool is not None:
             await self._pool.close()
 
@@ -155,6 +183,11 @@ class ServiceRuntime:
         except Exception as exc:
             checks["database"] = f"error: {exc}"
         checks["background_task_restarts"] = dict(self.crashes)
+        with contextlib.suppress(Exception):
+            row = await self.pool.fetchrow(
+                "SELECT (SELECT count(*) FROM outbox) AS pending, (SELECT count(*) FROM outbox_parked) AS parked"
+            )
+            checks["outbox"] = {"pending": row["pending"], "parked": row["parked"]}
         checks["consumers"] = {
             c.group_id: sorted(f"{tp.topic}/{tp.partition}" for tp in c.assigned) for c in self.consumers
         }
@@ -206,6 +239,37 @@ class ObserveRequests:
                 unbind("correlation_id")
 
 
+class LimitBody:
+    """Request bodies are bounded where they enter: a declared length above `max_bytes` is refused
+    at once, an undeclared one (chunked) as soon as it passes the bound, both with a 413
+    problem+json, before anything is decoded or stored."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)  # no route reads a body there (and reads stay lean)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            await problem_response(too_large(int(declared), self.max_bytes))(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise too_large(None, self.max_bytes)
+            return message
+
+        await self.app(scope, bounded, send)
+
+
 def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> FastAPI:
     settings = runtime.settings
 
@@ -224,6 +288,7 @@ def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> Fa
     app.state.jwt_verifier = JwtVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
     install_problem_handlers(app)
 
+    app.add_middleware(LimitBody, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(ObserveRequests, service=settings.service_name)
 
     @app.get("/healthz", include_in_schema=False)

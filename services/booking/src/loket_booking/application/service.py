@@ -31,7 +31,7 @@ from loket_booking.domain.rules import (
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
 from loket_runtime.catalogue import CatalogueView, local, local_day
-from loket_runtime.consumer import Delivery, HandlerContext
+from loket_runtime.consumer import Delivery, HandlerContext, PoisonMessage
 from loket_runtime.eventstore import ConcurrencyError
 
 DECIDED_CHANNEL = "loket_booking_decided"
@@ -191,7 +191,9 @@ class BookingService:
             booking_id = str(getattr(delivery.event, "booking_id"))  # noqa: B009
             booking = await self.repo.load(ctx.conn, booking_id)
             if booking is None:
-                return  # not ours (another deployment's booking): nothing to do
+                # Every booking is stored here before its request is published, so a decision
+                # about one we do not have is forged or misrouted: kept for operations, not applied.
+                raise PoisonMessage(f"{delivery.envelope.type} about booking {booking_id!r}, which does not exist")
             recorded = await self.repo.record(
                 ctx.conn, booking, decide(booking, delivery.event), cause=delivery.envelope
             )

@@ -289,11 +289,15 @@ class AgendaProjection:
 async def agenda_rows(
     conn: asyncpg.Pool | asyncpg.Connection, location_id: str, day: date, as_of: datetime | None
 ) -> list[dict[str, Any]]:
-    """The visible appointments of a location on a day, now or as they stood at `as_of`."""
+    """The visible appointments of a location on a day, now or as they stood at `as_of`.
+
+    Only bookings whose own request (`booking-requested`, the one event that names the person) has
+    been seen are shown: a decision about a booking nobody asked for (forged, or misrouted) never
+    appears as an appointment, whatever order the two topics arrive in."""
     if as_of is None:
         rows = await conn.fetch(
             "SELECT * FROM agenda WHERE location_id = $1 AND day = $2 AND status = ANY($3::text[])"
-            " ORDER BY start_at, booking_id",
+            " AND given_name IS NOT NULL ORDER BY start_at, booking_id",
             location_id,
             day,
             list(VISIBLE),
@@ -313,6 +317,12 @@ async def agenda_rows(
     result = []
     for booking_id, booking_changes in per_booking.items():
         row = row_of(fold(booking_changes))
-        if row and row["location_id"] == location_id and row["day"] == day and row["status"] in VISIBLE:
+        if (
+            row
+            and row["location_id"] == location_id
+            and row["day"] == day
+            and row["status"] in VISIBLE
+            and row["given_name"] is not None
+        ):
             result.append(row | {"booking_id": booking_id})
     return sorted(result, key=lambda r: (r["start_at"], r["booking_id"]))

@@ -2,8 +2,12 @@
 
 - `DeadLetterCollector` reads `loket.dead-letters` (records any consumer of any service could
   not handle) into `ops_dead_letters`, with its offsets in PostgreSQL in the same transaction.
+  Among them are records an outbox relay parked (it could not publish them: too large, refused,
+  unknown topic), and copies whose body was cut to fit (`original_bytes`, `reference`: the
+  service's table that keeps the whole original).
 - `replay` republishes a dead letter's original record (headers and body, under its original
-  key) to its original topic through the outbox, and marks it replayed, in one transaction.
+  key) to its original topic through the outbox, and marks it replayed, in one transaction. A
+  copy whose body was cut cannot be replayed (`NotReplayable`).
 - `rebuild_agenda` folds `loket.bookings` and `loket.calendar` from offset zero into empty
   agenda tables in one transaction, compares the result with the incremental one, and moves the
   live consumer to where the rebuild stopped.
@@ -33,7 +37,6 @@ log = get_logger(__name__)
 
 AGENDA_GROUP = "calendar-agenda"
 DEAD_LETTER_GROUP = "calendar-ops-dead-letters"
-DLQ_HEADERS = ("dlq_group", "dlq_topic", "dlq_partition", "dlq_offset", "dlq_error", "dlq_key")
 EVENT_TOPICS = (BOOKINGS.name, CALENDAR.name, NOTIFICATIONS.name, DEAD_LETTERS.name)
 
 
@@ -43,6 +46,10 @@ class NotFound(LookupError):
 
 class AlreadyReplayed(RuntimeError):
     pass
+
+
+class NotReplayable(RuntimeError):
+    """Only part of the original body travelled with the dead letter."""
 
 
 # --- dead letters ------------------------------------------------------------------------------
@@ -71,7 +78,7 @@ def original_key(topic: str | None, headers: dict[str, str], value: bytes | None
 def dead_letter_row(dlq_partition: int, record: kafka_ops.Record) -> tuple[Any, ...]:
     headers = [(name, _text(raw)) for name, raw in (record.headers or ())]
     named = dict(headers)
-    original = [[name, value] for name, value in headers if name not in DLQ_HEADERS]
+    original = [[name, value] for name, value in headers if not name.startswith("dlq_")]
 
     def as_int(name: str) -> int | None:
         try:
@@ -94,6 +101,9 @@ def dead_letter_row(dlq_partition: int, record: kafka_ops.Record) -> tuple[Any, 
         named.get("ce_id"),
         named.get("ce_type"),
         datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        as_int("dlq_truncated"),
+        named.get("dlq_ref"),
+        "dlq_parked" in named,
     )
 
 
@@ -109,8 +119,10 @@ class DeadLetterCollector(PartitionBatchConsumer):
                 return next_offset
             await conn.executemany(
                 'INSERT INTO ops_dead_letters (dlq_partition, dlq_offset, consumer_group, topic, partition, "offset",'
-                " key, headers, value, error, event_id, event_type, dead_lettered_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                " key, headers, value, error, event_id, event_type, dead_lettered_at,"
+                " original_bytes, reference, parked)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                " ON CONFLICT DO NOTHING",
                 [dead_letter_row(partition, r) for r in fresh],
             )
             next_offset = fresh[-1].offset + 1
@@ -140,22 +152,34 @@ def dead_letter_out(row: asyncpg.Record) -> dict[str, Any]:
         "dead_lettered_at": row["dead_lettered_at"],
         "replayed_at": row["replayed_at"],
         "replay_count": row["replay_count"],
+        "parked": row["parked"],
+        "original_bytes": row["original_bytes"],
+        "reference": row["reference"],
+        "replayable": row["original_bytes"] is None and row["topic"] is not None,
         "headers": dict(row["headers"]),
         "body": body,
     }
 
 
 async def list_dead_letters(
-    pool: asyncpg.Pool, *, replayed: bool | None, group: str | None, topic: str | None, limit: int
+    pool: asyncpg.Pool,
+    *,
+    replayed: bool | None,
+    group: str | None,
+    topic: str | None,
+    limit: int,
+    parked: bool | None = None,
 ) -> list[dict[str, Any]]:
     rows = await pool.fetch(
         "SELECT * FROM ops_dead_letters WHERE ($1::boolean IS NULL OR (replayed_at IS NOT NULL) = $1)"
         " AND ($2::text IS NULL OR consumer_group = $2) AND ($3::text IS NULL OR topic = $3)"
+        " AND ($5::boolean IS NULL OR parked = $5)"
         " ORDER BY dead_lettered_at DESC, id DESC LIMIT $4",
         replayed,
         group,
         topic,
         limit,
+        parked,
     )
     return [dead_letter_out(r) for r in rows]
 
@@ -176,6 +200,8 @@ async def replay(pool: asyncpg.Pool, letter_id: int, force: bool = False) -> dic
             raise NotFound(letter_id)
         if row["topic"] is None:
             raise NotFound(f"dead letter {letter_id} does not name its original topic")
+        if row["original_bytes"] is not None:
+            raise NotReplayable(row["reference"], row["original_bytes"])
         if row["replayed_at"] is not None and not force:
             raise AlreadyReplayed(row["replayed_at"])
         headers = [(name, value.encode()) for name, value in row["headers"]]

@@ -35,8 +35,13 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         group: str | None = None,
         topic: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        parked: Annotated[
+            bool | None, Query(description="only records an outbox relay parked (or none of them)")
+        ] = None,
     ) -> dict[str, Any]:
-        letters = await ops.list_dead_letters(runtime.pool, replayed=replayed, group=group, topic=topic, limit=limit)
+        letters = await ops.list_dead_letters(
+            runtime.pool, replayed=replayed, group=group, topic=topic, limit=limit, parked=parked
+        )
         return {"dead_letters": letters}
 
     @router.get("/dead-letters/{letter_id}", summary="One dead letter with its headers and body")
@@ -56,6 +61,15 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
             return await ops.replay(runtime.pool, letter_id, force)
         except ops.NotFound as exc:
             raise Problem(404, "Not found", f"No replayable dead letter {letter_id}.") from exc
+        except ops.NotReplayable as exc:
+            reference, size = exc.args
+            raise Problem(
+                409,
+                "Not replayable",
+                f"Dead letter {letter_id} carries only the first bytes of a {size}-byte original;"
+                f" the whole record is kept at {reference}.",
+                "not-replayable",
+            ) from exc
         except ops.AlreadyReplayed as exc:
             raise Problem(
                 409,
