@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,11 +116,11 @@ class Sample:
     chosen: list[Mutant]
 
 
-def sample(module: str, config: dict[str, Any], seed: int, per_module: int | None) -> Sample:
+def sample(module: str, config: dict[str, Any], seed: int, per_module: int | None, sessions: Path) -> Sample:
     """Init the module's session and mark all but the sample skipped."""
     excluded = tuple(config.get("filters", {}).get("operators-filter", {}).get("exclude-operators", ()))
     spans = annotation_spans(Path(module).read_text())
-    with use_db(str(session_of(module)), WorkDB.Mode.create) as db:
+    with use_db(str(session_of(module, sessions)), WorkDB.Mode.create) as db:
         cosmic_ray.commands.init([Path(module)], db, config.get("operators", {}))
         items = sorted(db.work_items, key=lambda w: (w.mutations[0].operator_name, w.mutations[0].occurrence))
         eligible = [
@@ -140,16 +141,17 @@ def sample(module: str, config: dict[str, Any], seed: int, per_module: int | Non
     return Sample(len(items), len(items) - len(eligible), sorted(mutants, key=lambda m: (m.line, m.operator)))
 
 
-def session_of(module: str) -> Path:
-    return SESSIONS / (module.replace("/", "_").removesuffix(".py") + ".sqlite")
+def session_of(module: str, sessions: Path) -> Path:
+    return sessions / (module.replace("/", "_").removesuffix(".py") + ".sqlite")
 
 
-def record(outcomes: list[Outcome]) -> None:
+def record(outcomes: list[Outcome], sessions: Path) -> None:
+    """The results into the run's sessions, which then replace those of the previous run."""
     by_module: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_module.setdefault(o.mutant.module, []).append(o)
     for module, done in by_module.items():
-        with use_db(str(session_of(module)), WorkDB.Mode.open) as db:
+        with use_db(str(session_of(module, sessions)), WorkDB.Mode.open) as db:
             for o in done:
                 test = TestOutcome.KILLED if o.killed else TestOutcome.SURVIVED
                 db.set_result(
@@ -161,13 +163,25 @@ def record(outcomes: list[Outcome]) -> None:
 # --- the workers ------------------------------------------------------------------------------
 
 
-def copy_tree(dest: Path) -> None:
-    """What a unit test run reads: the services, the unit tests and the pytest settings."""
+CODE = ["services", "contracts/src", "libs/runtime/src", "deploy/local/src", "pyproject.toml"]
+
+
+def copy_tree(dest: Path, at: str | None) -> None:
+    """What a unit test run reads: the services, the contracts and the runtime, the tests (the unit
+    tests and the modules of tests/ they import) and the pytest settings; as they are in the working
+    tree, or as they were at commit `at` (to see the score then)."""
+    dest.mkdir(parents=True)
+    if at is not None:
+        archive = subprocess.run(["git", "archive", at, *CODE, "tests"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        return
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules", ".venv", ".hypothesis")
-    shutil.copytree(REPO / "services", dest / "services", ignore=ignore)
-    shutil.copytree(REPO / "tests" / "unit", dest / "tests" / "unit", ignore=ignore)
-    for name in ("tests/__init__.py", "tests/conftest.py", "pyproject.toml"):
-        shutil.copy2(REPO / name, dest / name)
+    for name in [*CODE, "tests/unit", *(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("*.py"))]:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, dest / name, ignore=ignore)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
 
 
 class FileTimes:
@@ -231,9 +245,16 @@ class Suite:
 
 
 def worker(tree: Path, services: list[str], tasks: Any, results: Any) -> None:
+    try:
+        work(tree, services, tasks, results)
+    except KeyboardInterrupt:  # stopped by the main process or Ctrl-C: the test run was killed already
+        pass
+
+
+def work(tree: Path, services: list[str], tasks: Any, results: Any) -> None:
     os.chdir(tree)
     sys.dont_write_bytecode = True  # see run_tests
-    for src in sorted(tree.glob("services/*/src")):
+    for src in [*(tree / c for c in CODE if c.endswith("/src")), *sorted(tree.glob("services/*/src"))]:
         sys.path.insert(0, str(src))
     from hypothesis import settings
 
@@ -359,66 +380,83 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every mutant, no sample")
     parser.add_argument("--workers", type=int, default=own.get("workers", 2))
     parser.add_argument("--module", help="only modules whose path contains this, e.g. notifications/domain/sms")
+    parser.add_argument("--at", metavar="COMMIT", help="the code and the unit tests as they were at a commit")
     args = parser.parse_args(argv)
     threshold = float(own.get("threshold", 90.0))
 
     began = time.monotonic()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: the workers and copies go too
-    os.chdir(REPO)
-    SESSIONS.mkdir(parents=True, exist_ok=True)
-    modules = domain_modules(raw, args.module)
-    samples = {m: sample(m, raw, args.seed, None if args.all else args.per_module) for m in modules}
-    mutants = [m for s in samples.values() for m in s.chosen]
-    size = "every mutant" if args.all else f"up to {args.per_module} mutants per module"
-    print(
-        f"cosmic-ray {cosmic_ray_version()}: {len(mutants)} mutants of {len(modules)} domain modules "
-        f"({size}, seed {args.seed}), {args.workers} workers"
-    )
+    with tempfile.TemporaryDirectory(prefix="loket-mutation-") as tmp:
+        trees = [Path(tmp) / f"tree-{n}" for n in range(args.workers)]
+        copy_tree(trees[0], args.at)
+        for tree in trees[1:]:
+            shutil.copytree(trees[0], tree)
+        os.chdir(trees[0])  # cosmic-ray's sessions name modules by their path from here, as in every copy
+        sessions = Path(tmp) / "sessions"
+        sessions.mkdir()
+        modules = domain_modules(raw, args.module)
+        samples = {m: sample(m, raw, args.seed, None if args.all else args.per_module, sessions) for m in modules}
+        mutants = [m for s in samples.values() for m in s.chosen]
+        size = "every mutant" if args.all else f"up to {args.per_module} mutants per module"
+        code = f" of the code at {args.at}" if args.at else ""
+        print(
+            f"cosmic-ray {cosmic_ray_version()}: {len(mutants)} mutants{code} in {len(modules)} domain modules "
+            f"({size}, seed {args.seed}), {args.workers} workers",
+            flush=True,
+        )
+        outcomes = run_all(mutants, trees, began)
+        os.chdir(REPO)
+        if outcomes is None:
+            return 2
+        ok = report(samples, outcomes, threshold, time.monotonic() - began)
+        record(outcomes, sessions)
+        SESSIONS.mkdir(parents=True, exist_ok=True)
+        for session in sessions.iterdir():
+            shutil.copy2(session, SESSIONS / session.name)
+    return 0 if ok else 1
 
+
+def run_all(mutants: list[Mutant], trees: list[Path], began: float) -> list[Outcome] | None:
+    """Every mutant's outcome, from a worker on each copy of the tree; None if a baseline fails."""
     services = sorted({m.service for m in mutants})
     ctx = mp.get_context("fork")
     tasks: Any = ctx.Queue()
     results: Any = ctx.Queue()
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="loket-mutation-") as tmp:
-        procs = []
-        for n in range(args.workers):
-            tree = Path(tmp) / f"tree-{n}"
-            copy_tree(tree)
-            procs.append(ctx.Process(target=worker, args=(tree, services, tasks, results), daemon=True))
+    procs = [ctx.Process(target=worker, args=(tree, services, tasks, results), daemon=True) for tree in trees]
+    for p in procs:
+        p.start()
+    try:
+        slowest: dict[str, float] = {}
+        for _ in procs:
+            kind, *rest = results.get()
+            if kind == "baseline-failed":
+                print(f"The unit tests of {rest[0]} fail without any mutant:\n{rest[1]}", file=sys.stderr)
+                return None
+            slowest = rest[1]
+        # The slowest service's mutants first, so that the workers finish together.
+        for m in sorted(mutants, key=lambda m: -slowest[m.service]):
+            tasks.put(m)
+        for _ in procs:
+            tasks.put(None)
+        while len(outcomes) < len(mutants):
+            kind, outcome = results.get()
+            outcomes.append(outcome)
+            if len(outcomes) % 100 == 0:
+                elapsed = time.monotonic() - began
+                print(f"  {len(outcomes)}/{len(mutants)} after {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
         for p in procs:
-            p.start()
-        try:
-            slowest: dict[str, float] = {}
-            for _ in procs:
-                kind, *rest = results.get()
-                if kind == "baseline-failed":
-                    print(f"The unit tests of {rest[0]} fail without any mutant:\n{rest[1]}", file=sys.stderr)
-                    return 2
-                slowest = rest[1]
-            # The slowest service's mutants first, so that the workers finish together.
-            for m in sorted(mutants, key=lambda m: -slowest[m.service]):
-                tasks.put(m)
-            for _ in procs:
-                tasks.put(None)
-            while len(outcomes) < len(mutants):
-                kind, outcome = results.get()
-                outcomes.append(outcome)
-                if len(outcomes) % 50 == 0:
-                    elapsed = time.monotonic() - began
-                    print(f"  {len(outcomes)}/{len(mutants)} after {elapsed / 60:.1f} min", file=sys.stderr)
-            for p in procs:
-                p.join(30)  # each stops after its last mutant
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                    p.join(10)
-                if p.is_alive():
-                    p.kill()
-                    p.join()
-    record(outcomes)
-    return 0 if report(samples, outcomes, threshold, time.monotonic() - began) else 1
+            p.join(30)  # each stops after its last mutant
+    finally:
+        for p in procs:
+            p.join(1)
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return outcomes
 
 
 def cosmic_ray_version() -> str:
