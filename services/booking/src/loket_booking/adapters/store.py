@@ -12,6 +12,7 @@ import asyncpg
 from cryptography.fernet import Fernet
 
 from loket_booking.domain.booking import Booking
+from loket_booking.domain.rules import Person
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
@@ -85,11 +86,12 @@ class BookingRepository:
         return envelopes
 
     async def insert_read_model(
-        self, conn: asyncpg.Connection, booking: Booking, person_key: str, token_hash: bytes
+        self, conn: asyncpg.Connection, booking: Booking, person_key: str, token_hash: bytes, person: Person
     ) -> None:
         await conn.execute(
             "INSERT INTO bookings (id, status, product_id, location_id, start_at, end_at, language, given_name,"
-            " family_name, person_key, token_hash, version) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0)",
+            " family_name, person_key, token_hash, version, person_name, person_birth, person_national,"
+            " person_email, person_phone) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,0,$12,$13,$14,$15,$16)",
             booking.id,
             "requested",
             booking.product_id,
@@ -101,15 +103,48 @@ class BookingRepository:
             booking.family_name,
             person_key,
             token_hash,
+            person.name,
+            person.birth,
+            person.national,
+            person.email,
+            person.phone,
         )
 
     async def row(self, conn: asyncpg.Connection | asyncpg.Pool, booking_id: str) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
         return row
 
-    async def active_count(self, conn: asyncpg.Connection, person_key: str, product_id: str) -> int:
+    async def active_namesakes(self, conn: asyncpg.Connection, person: Person, product_id: str) -> list[Person]:
+        """The sealed persons of the active bookings of `product_id` that share the name or the
+        national number of `person`: every booking `same_person` can match is among them."""
+        rows = await conn.fetch(
+            f"SELECT {_PERSON_COLUMNS} FROM bookings WHERE product_id = $3"
+            " AND status IN ('requested', 'held', 'confirmed') AND (person_name = $1 OR person_national = $2)",
+            person.name,
+            person.national,
+            product_id,
+        )
+        return [_person(r) for r in rows]
+
+    async def recent_namesakes(
+        self, conn: asyncpg.Connection, person: Person, limit: int = 50
+    ) -> list[tuple[str, Person]]:
+        """(person key, sealed person) of the latest bookings, of any product and status and not
+        erased, that share the name or the national number of `person`, newest first."""
+        rows = await conn.fetch(
+            f"SELECT person_key, {_PERSON_COLUMNS} FROM bookings WHERE (person_name = $1 OR person_national = $2)"
+            " ORDER BY created_at DESC LIMIT $3",
+            person.name,
+            person.national,
+            limit,
+        )
+        return [(r["person_key"], _person(r)) for r in rows]
+
+    async def legacy_active_count(self, conn: asyncpg.Connection, person_key: str, product_id: str) -> int:
+        """Active bookings of `product_id` made before the per-person rule (no sealed person) under
+        the key they had then: the national number, or the e-mail and phone as given."""
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM bookings WHERE person_key = $1 AND product_id = $2"
+            "SELECT count(*) FROM bookings WHERE person_key = $1 AND product_id = $2 AND person_name IS NULL"
             " AND status IN ('requested', 'held', 'confirmed')",
             person_key,
             product_id,
@@ -162,13 +197,31 @@ class PrivateData:
 
     async def erase_person(self, conn: asyncpg.Connection, person_key: str) -> bool:
         """Delete the person's key (their ciphertexts become unreadable) and unlink their bookings
-        from the keyed hash of their national number or contacts."""
+        from the person: the key and the sealed person (name, birth date, number, contacts) go, so
+        the per-person rule no longer counts them."""
         status = await conn.execute("DELETE FROM person_keys WHERE person_key = $1", person_key)
         await conn.execute(
             "UPDATE booking_private SET person_key = 'erased:' || booking_id WHERE person_key = $1", person_key
         )
-        await conn.execute("UPDATE bookings SET person_key = 'erased:' || id WHERE person_key = $1", person_key)
+        await conn.execute(
+            "UPDATE bookings SET person_key = 'erased:' || id, person_name = NULL, person_birth = NULL,"
+            " person_national = NULL, person_email = NULL, person_phone = NULL WHERE person_key = $1",
+            person_key,
+        )
         return bool(status.endswith(" 1"))
+
+
+_PERSON_COLUMNS = "person_name, person_birth, person_national, person_email, person_phone"
+
+
+def _person(row: asyncpg.Record) -> Person:
+    return Person(
+        name=row["person_name"],
+        birth=row["person_birth"],
+        national=row["person_national"],
+        email=row["person_email"],
+        phone=row["person_phone"],
+    )
 
 
 def body_hash(body: dict[str, Any]) -> str:

@@ -21,12 +21,16 @@ from cryptography.fernet import Fernet
 from loket_booking.adapters.store import BookingRepository, PrivateData
 from loket_booking.domain.booking import Booking, TransitionRefused
 from loket_booking.domain.rules import (
+    Person,
     RuleViolation,
+    check_contact,
     check_eligibility,
     check_slot,
     normalise_email,
     normalise_phone,
     parse_national_number,
+    person_of,
+    same_person,
 )
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
@@ -42,6 +46,9 @@ class BookingPolicy:
     resident_cancel_deadline: timedelta = timedelta(hours=24)
     checkin_early: timedelta = timedelta(minutes=10)
     max_active_override: int | None = None
+    # Whether the outgoing mail server offers SMTPUTF8: without it, an address with non-ASCII
+    # characters before the @ is refused at booking time (its messages could never leave).
+    smtputf8: bool = True
 
 
 @dataclass
@@ -79,9 +86,11 @@ class BookingService:
 
     # --- resident: request ---------------------------------------------------------------
 
-    def validate(self, cmd: NewBooking, now: datetime) -> tuple[datetime, dict[str, Any], str]:
-        """Every resident rule; returns the end, the private data to keep, and the person key."""
+    def validate(self, cmd: NewBooking, now: datetime) -> tuple[datetime, dict[str, Any], Person]:
+        """Every resident rule; returns the end, the private data to keep, and the person as the
+        per-person rule compares people (sealed: keyed hashes, see `domain.rules.Person`)."""
         end = check_slot(self.view, cmd.product, cmd.location, cmd.start, now)
+        product = self.view.products[cmd.product]
         private: dict[str, Any] = {}
         birth = cmd.birth_date
         if cmd.national_number:
@@ -91,14 +100,12 @@ class BookingService:
                 raise RuleViolation("person.birth_date", "does not match the birth date in the national number")
             birth = birth or number.birth_date
         if cmd.email:
-            private["email"] = normalise_email(cmd.email)
+            private["email"] = normalise_email(cmd.email, smtputf8=self.policy.smtputf8)
         if cmd.phone:
             private["phone"] = normalise_phone(cmd.phone)
-        if not cmd.email and not cmd.phone:
-            raise RuleViolation("contact", "give an e-mail address or a phone number so we can reach you")
+        check_contact(cmd.email, cmd.phone, product.requires_confirmation)
         if birth is not None and birth > local_day(now):
             raise RuleViolation("person.birth_date", "lies in the future")
-        product = self.view.products[cmd.product]
         check_eligibility(
             cmd.product, product.eligibility, birth, local_day(cmd.start), cmd.location, cmd.applied_at_location
         )
@@ -106,23 +113,48 @@ class BookingService:
             private["birth_date"] = birth.isoformat()
         if cmd.nationality:
             private["nationality"] = cmd.nationality
-        identity = private.get("national_number") or f"{private.get('email', '')}|{private.get('phone', '')}"
-        person_key = hmac.new(self._secret, identity.encode(), hashlib.sha256).hexdigest()
-        return end, private, person_key
+        person = person_of(cmd.given_name, cmd.family_name, birth, private.get("national_number"), cmd.email, cmd.phone)
+        return end, private, person.sealed(self._secret)
+
+    def _key(self, identity: str) -> str:
+        return hmac.new(self._secret, identity.encode(), hashlib.sha256).hexdigest()
+
+    def legacy_person_key(self, private: dict[str, Any]) -> str:
+        """The key bookings made before the per-person rule had: the national number, otherwise the
+        e-mail and phone as given. Such a booking has no sealed person; it is matched by this key."""
+        return self._key(private.get("national_number") or f"{private.get('email', '')}|{private.get('phone', '')}")
+
+    async def person_key(self, conn: asyncpg.Connection, person: Person, legacy_key: str) -> str:
+        """One encryption key (`person_keys`) per person, so that erasure reaches all their bookings:
+        the key of their latest booking the rule takes for theirs; for someone new, the key of their
+        national number (as before the rule), else one of their sealed name, birth date and contacts."""
+        for key, other in await self.repo.recent_namesakes(conn, person):
+            if same_person(person, other):
+                return key
+        if person.national:
+            return legacy_key
+        return self._key(f"person:{person.name}|{person.birth}|{sorted(person.contacts)}")
 
     async def request(
         self, conn: asyncpg.Connection, cmd: NewBooking, now: datetime, correlation_id: str | None
     ) -> tuple[Booking, str]:
         """Validate and record a new booking (caller holds a transaction); returns it and its token."""
-        end, private, person_key = self.validate(cmd, now)
-        # One person's concurrent requests queue here, so the per-person limit holds.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", person_key)
+        end, private, person = self.validate(cmd, now)
+        # Two requests the rule could take for one person share the name or the national number:
+        # they queue here, so the per-person limit holds under concurrency.
+        for lock in person.lock_keys:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
         limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
-        if await self.repo.active_count(conn, person_key, cmd.product) >= limit:
+        legacy_key = self.legacy_person_key(private)
+        namesakes = await self.repo.active_namesakes(conn, person, cmd.product)
+        active = sum(1 for other in namesakes if same_person(person, other))
+        active += await self.repo.legacy_active_count(conn, legacy_key, cmd.product)
+        if active >= limit:
             raise RuleViolation(
                 "person",
                 f"this person already has an active booking for {cmd.product}; cancel or reschedule that one instead",
             )
+        person_key = await self.person_key(conn, person, legacy_key)
         booking = Booking(
             id=str(new_event_id()),
             location_id=cmd.location,
@@ -134,7 +166,7 @@ class BookingService:
             family_name=cmd.family_name,
         )
         token = secrets.token_urlsafe(16)  # 128 random bits
-        await self.repo.insert_read_model(conn, booking, person_key, token_hash(token))
+        await self.repo.insert_read_model(conn, booking, person_key, token_hash(token), person)
         await self.private.save(conn, booking.id, person_key, private | {"manage_token": token})
         requested = ev.BookingRequested(
             booking_id=booking.id,
