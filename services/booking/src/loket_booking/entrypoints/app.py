@@ -7,12 +7,11 @@ import contextlib
 import hmac
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import asyncpg
-import icalendar
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -32,7 +31,7 @@ from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
 from loket_contracts.topics import CALENDAR, CATALOGUE
-from loket_runtime import clock
+from loket_runtime import clock, ical
 from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.eventstore import ConcurrencyError
@@ -57,6 +56,8 @@ class BookingSettings(ServiceSettings):
     resident_cancel_deadline_hours: float = 24
     checkin_early_minutes: float = 10
     max_wait_seconds: float = 30
+    # The outgoing mail server offers SMTPUTF8 (RFC 6531); false refuses addresses like jörg@...
+    email_smtputf8: bool = True
 
 
 class PersonIn(BaseModel):
@@ -112,6 +113,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     policy = BookingPolicy(
         resident_cancel_deadline=timedelta(hours=settings.resident_cancel_deadline_hours),
         checkin_early=timedelta(minutes=settings.checkin_early_minutes),
+        smtputf8=settings.email_smtputf8,
     )
     service = BookingService(view, settings.booking_secret, policy)
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
@@ -439,28 +441,37 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     @app.get("/api/v1/bookings/{booking_id}/calendar.ics", tags=["bookings"], summary="The appointment as iCalendar")
     async def calendar_ics(booking_id: str, request: Request, token: str | None = None) -> Response:
+        """The booking's event as it stands, the same event the e-mails carry (same UID, a SEQUENCE
+        that only grows): TENTATIVE while held, CONFIRMED once confirmed, METHOD:CANCEL once
+        cancelled, expired or rejected; 409 while the booking is not decided yet."""
         await authorised_row(request, booking_id, token)
         booking = await service.repo.load(runtime.pool, booking_id)
         assert booking is not None and booking.start is not None and booking.end is not None
+        state = ical.event_state(booking.status, booking.sequence)
+        if state is None:
+            raise Problem(
+                409,
+                "Not possible now",
+                f"This booking is {booking.status}: it is not decided yet, so there is no appointment to add.",
+                "transition-refused",
+                booking_status=booking.status,
+            )
         location = view.locations.get(booking.location_id)
         product = view.products.get(booking.product_id)
-        cal = icalendar.Calendar()
-        cal.add("prodid", "-//Loket//Ghent Migration Counter//EN")
-        cal.add("version", "2.0")
-        cal.add("method", "CANCEL" if booking.status == "cancelled" else "PUBLISH")
-        event = icalendar.Event()
-        event.add("uid", f"{booking.id}@loket.gent")
-        event.add("sequence", booking.sequence)
-        event.add("dtstamp", clock.now())
-        event.add("dtstart", booking.start.astimezone(UTC))
-        event.add("dtend", booking.end.astimezone(UTC))
-        event.add("summary", product.name.model_dump()[booking.language] if product else booking.product_id)
-        if location:
-            event.add("location", f"{location.name}, {location.address}")
-        event.add("status", "CANCELLED" if booking.status == "cancelled" else "CONFIRMED")
-        cal.add_component(event)
+        product_name = product.name.model_dump()[booking.language] if product else booking.product_id
+        method = ical.method_for(state.status, email=False)
+        private = await service.private.load(runtime.pool, booking_id) if method == "CANCEL" else None
+        appointment = ical.Appointment(
+            booking_id=booking.id,
+            start=booking.start,
+            end=booking.end,
+            summary=ical.summary_text(product_name, location.name if location else None),
+            location=ical.location_text(location.name, location.address) if location else booking.location_id,
+            url=f"{settings.public_base_url}/manage/{booking.id}?token={presented_token(request, token)}",
+        )
+        attendee = ical.Party(private["email"]) if private and private.get("email") else None
         return Response(
-            cal.to_ical(),
+            ical.build(appointment, state, method, stamp=clock.now(), attendee=attendee),
             media_type="text/calendar",
             headers={"Content-Disposition": f'attachment; filename="loket-{booking.id}.ics"'},
         )
