@@ -318,4 +318,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Longer than any proxy in front keeps an idle connection (the local gateway 30 s, ingresses
+        # 60 s): else the server may close one just as the proxy sends on it, and that request gets
+        # "Server disconnected" (a 502), which a proxy cannot safely repeat for a POST.
+        timeout_keep_alive=75,
     )
