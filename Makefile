@@ -39,12 +39,14 @@ test: lint browser  ## every test: unit, integration (real Kafka + PostgreSQL), 
 TEST_DATES ?= 2026-12-21 2026-12-30 2027-03-25 2027-10-29 2028-02-28
 
 test-dates: install browser  ## the end-to-end and browser tests with the stack's clock at 09:30 on each of TEST_DATES
-	@set -e; for day in $(TEST_DATES); do \
+	@failed=""; for day in $(TEST_DATES); do \
 	  echo "== as if it were $$day (a date alone means 09:30 Europe/Brussels)"; started=$$SECONDS; \
-	  LOKET_TEST_NOW=$$day LOKET_TEST_PORT_BASE=$${LOKET_TEST_PORT_BASE:-19000} \
+	  if LOKET_TEST_NOW=$$day LOKET_TEST_PORT_BASE=$${LOKET_TEST_PORT_BASE:-19000} \
 	    $(PY) pytest -q -p no:cacheprovider tests/e2e tests/browser; \
-	  echo "== $$day: passed in $$((SECONDS - started)) s"; \
-	done
+	  then echo "== $$day: passed in $$((SECONDS - started)) s"; \
+	  else echo "== $$day: FAILED after $$((SECONDS - started)) s"; failed="$$failed $$day"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== make test-dates failed on:$$failed"; exit 1; fi
 
 unit: install
 	$(PY) pytest -q tests/unit

@@ -94,6 +94,16 @@ def open_day(
     return found
 
 
+def disjoint(slots: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The free slots, in order, that do not overlap the one chosen before (a 15-minute product on a
+    10-minute grid overlaps the next start): times that several bookings can hold at once."""
+    chosen: list[dict[str, str]] = []
+    for slot in slots:
+        if not chosen or datetime.fromisoformat(slot["start"]) >= datetime.fromisoformat(chosen[-1]["end"]):
+            chosen.append(slot)
+    return chosen
+
+
 def beyond_window(weekday: int) -> date:
     """The first ISO `weekday` past the booking window: a booking on it is refused as too far ahead
     (a day of margin, so that Brussels midnight passing between here and the service changes nothing)."""

@@ -20,7 +20,7 @@ import pytest
 
 from loket_runtime import clock
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
+from tests.e2e.helpers import booking_body, disjoint, free_slots, open_day, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,6 @@ def day_with_slots(
     """An open `weekday` with at least five free starts that no other test books, and its free starts."""
     day = open_day(client, product, location, weekday=weekday, exclusive=True)
     return day, free_slots(client, product, location, day)
-
-
-def disjoint(slots: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Slots that do not overlap each other (a 15-minute product on a 10-minute grid overlaps the next)."""
-    chosen: list[dict[str, str]] = []
-    for slot in slots:
-        if not chosen or datetime.fromisoformat(slot["start"]) >= datetime.fromisoformat(chosen[-1]["end"]):
-            chosen.append(slot)
-    return chosen
 
 
 def book(client: httpx.Client, product: str, location: str, start: str, **extra: Any) -> httpx.Response:

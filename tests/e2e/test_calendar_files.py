@@ -20,7 +20,7 @@ from loket_notifications.domain.keys import booking_key, message_id
 from loket_runtime import clock
 from tests.calendar_app import CalendarApp, Parsed, check
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
+from tests.e2e.helpers import booking_body, disjoint, free_slots, open_day, wait_until
 
 MAIL_DOMAIN = "loket.gent"
 
@@ -32,15 +32,6 @@ def client(live: RunningStack) -> httpx.Client:
 
 def auth(booking: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {booking['manage_token']}"}
-
-
-def disjoint(slots: list[dict[str, str]], count: int) -> list[str]:
-    chosen: list[dict[str, str]] = []
-    for slot in slots:
-        if not chosen or datetime.fromisoformat(slot["start"]) >= datetime.fromisoformat(chosen[-1]["end"]):
-            chosen.append(slot)
-    assert len(chosen) >= count, slots
-    return [s["start"] for s in chosen[:count]]
 
 
 def book(client: httpx.Client, product: str, location: str, start: str, status: str) -> dict[str, Any]:
@@ -114,7 +105,7 @@ def test_a_bookings_whole_life_imports_as_one_event_that_ends_cancelled(
     """Requested and held, moved while held, confirmed, moved, cancelled: the download after each
     step and every e-mailed object are one event, its SEQUENCE never going down."""
     day = open_day(client, "long-stay", "migration-counter", min_free=4, exclusive=True)
-    first, second, third = disjoint(free_slots(client, "long-stay", "migration-counter", day), 3)
+    first, second, third = (s["start"] for s in disjoint(free_slots(client, "long-stay", "migration-counter", day))[:3])
     b = book(client, "long-stay", "migration-counter", first, status="held")
     uid = f"booking-{b['id']}@{MAIL_DOMAIN}"
     given: list[tuple[str, bytes]] = []  # every object in the order the resident got it

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day, today, wait_until
+from tests.e2e.helpers import booking_body, disjoint, free_slots, open_day, today, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,12 @@ def refused(r: httpx.Response, field: str) -> dict[str, Any]:
 
 
 def starts(client: httpx.Client, product: str, location: str, count: int) -> list[str]:
-    day = open_day(client, product, location, min_free=count + 2)
-    return [s["start"] for s in free_slots(client, product, location, day)][:count]
+    """`count` free starts that do not overlap (a 15-minute product on a 10-minute grid would), on a
+    day no other test books: each booking here must be decided by the person rule alone."""
+    day = open_day(client, product, location, min_free=3 * count, exclusive=True)
+    chosen = disjoint(free_slots(client, product, location, day))
+    assert len(chosen) >= count, chosen
+    return [slot["start"] for slot in chosen[:count]]
 
 
 # --- one appointment for one person --------------------------------------------------------------
