@@ -9,6 +9,8 @@ would leave an active booking outside the catalogue is refused with 409 listing 
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
 import time
 from datetime import date, timedelta
@@ -177,10 +179,18 @@ def test_new_hours_that_drop_an_evening_booking_are_refused_previewed_then_cance
     last = shown["history"][-1]
     assert last["by"] == "system" and last["reason"] == "avondopening geschrapt"  # the resident's language: nl
 
-    def told() -> bool:
-        return any("avondopening geschrapt" in p.read_text(errors="replace") for p in live.mail_dir.glob("*.eml"))
+    def told() -> str | None:
+        for path in live.mail_dir.glob("*.eml"):
+            body = email.message_from_bytes(path.read_bytes(), policy=email.policy.default).get_body(("plain",))
+            text = body.get_content() if body is not None else ""
+            if "avondopening geschrapt" in text:
+                return str(text)
+        return None
 
-    assert wait_until(told, timeout=30), "the resident is told, in their language"
+    text = wait_until(told, timeout=30)
+    assert text, "the resident is told, in their language"
+    # ... and offered the nearest free times the calendar found, and the waiting list
+    assert "Deze tijdstippen zijn nog vrij:" in text and "wachtlijst" in text, text
 
 
 def test_a_desk_that_stops_serving_the_product_is_refused_then_cancels(live: RunningStack) -> None:

@@ -222,6 +222,9 @@ class BookingCancelled(Event):
     reason: str
     cancelled_at: AwareDatetime
     language: Language = "nl"
+    # The nearest free times when the city cancelled for a reason of its own (a catalogue change),
+    # offered to the resident as a rejection's are; empty when nobody looked or none were free.
+    alternatives: list[Slot] = []
 
 
 class RescheduleRequested(Event):
@@ -385,6 +388,7 @@ class ReservationWithdrawn(Event):
     why: str
     by: str
     reason: Localized | None = None
+    alternatives: list[Slot] = []  # the nearest free times, searched once the reservation was freed
 
 
 # --- notifications --------------------------------------------------------------------------

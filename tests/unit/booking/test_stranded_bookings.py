@@ -123,3 +123,25 @@ def test_a_booking_that_is_no_longer_active_is_neither_moved_nor_cancelled() -> 
     )
     assert b.on_reservation_moved(moved()) == []
     assert b.on_reservation_withdrawn(withdrawn(), NOW) == []
+
+
+def test_a_withdrawal_passes_the_calendars_free_times_to_the_cancellation() -> None:
+    # The resident is offered them in the cancellation message (issue 17: "offered the nearest alternatives").
+    free = [ev.Slot(start=START + timedelta(days=1), end=END + timedelta(days=1), location_id="loc")]
+    withdrawn = ev.ReservationWithdrawn(
+        booking_id="b1",
+        location_id="loc",
+        product_id="card",
+        desk_id="d1",
+        start=START,
+        end=END,
+        change="desk-removed desk:d1",
+        why="desk-removed",
+        by="admin",
+        reason=REASON,
+        alternatives=free,
+    )
+    (cancelled,) = [
+        e for e in confirmed().on_reservation_withdrawn(withdrawn, NOW) if isinstance(e, ev.BookingCancelled)
+    ]
+    assert cancelled.cancelled_by == "system" and cancelled.alternatives == free

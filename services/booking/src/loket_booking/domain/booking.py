@@ -206,7 +206,9 @@ class Booking:
         admin's reason in the resident's language (the history keeps who and why)."""
         if self.status not in ("held", "confirmed"):
             return []  # cancelled, expired or attended meanwhile: nothing left to cancel
-        return [decision, *self.cancel("system", told(decision.reason, self.language), now, timedelta(0))]
+        cancelled = self.cancel("system", told(decision.reason, self.language), now, timedelta(0))
+        # the calendar's nearest free times travel with the cancellation, for the resident's message
+        return [decision, *(e.model_copy(update={"alternatives": decision.alternatives}) for e in cancelled)]
 
     # --- commands --------------------------------------------------------------------------
 

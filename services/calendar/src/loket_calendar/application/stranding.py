@@ -203,6 +203,8 @@ class StrandingSweep:
         gone = await book.delete(r.booking_id)
         if gone is None:
             return
+        # Searched once the reservation is gone, so that the resident is offered what is free now.
+        alternatives = await self.allocator.alternatives(ctx, book, r.location_id, r.product_id, r.start, now)
         await emit(
             ctx,
             ev.ReservationWithdrawn(
@@ -216,6 +218,7 @@ class StrandingSweep:
                 why=s.why,
                 by=choice.by or "system",
                 reason=choice.reason,
+                alternatives=alternatives,
             ),
             r.location_id,
             delivery.envelope,

@@ -96,6 +96,19 @@ class Composer:
 
     # --- links ---------------------------------------------------------------------------
 
+    async def _offer_alternatives(self, content: Content, ctx: dict[str, Any], language: str, title: str) -> None:
+        """The free times in the message's context (a rejection's, or a cancellation by the city's),
+        each a link to the booking page on that day, under `title`; nothing when there are none."""
+        for alt in ctx.get("alternatives", []):
+            alt_start = _dt(alt["start"])
+            alt_location = await self.catalogue.location(alt["location_id"])
+            alt_loc = alt_location.name if alt_location else alt["location_id"]
+            label = f"{fmt.when(alt_start, language)} - {alt_loc}"
+            link = self.booking_link(ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat())
+            content.alternatives.append((label, link))
+        if content.alternatives:
+            content.alternatives_title = title
+
     def booking_link(self, product: str | None, location: str | None, day: str | None = None) -> str:
         query = {k: v for k, v in (("product", product), ("location", location), ("date", day)) if v}
         return f"{self.settings.public_base_url}/?{urlencode(query)}"
@@ -194,18 +207,8 @@ class Composer:
             content.paragraphs.append(t("confirmation.intro"))
         elif kind is Kind.REJECTION:
             content.paragraphs.append(t("rejection.intro", **values))
-            for alt in ctx.get("alternatives", []):
-                alt_start = _dt(alt["start"])
-                alt_location = await self.catalogue.location(alt["location_id"])
-                alt_loc = alt_location.name if alt_location else alt["location_id"]
-                label = f"{fmt.when(alt_start, language)} - {alt_loc}"
-                link = self.booking_link(
-                    ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat()
-                )
-                content.alternatives.append((label, link))
-            if content.alternatives:
-                content.alternatives_title = t("rejection.alternatives")
-            else:
+            await self._offer_alternatives(content, ctx, language, t("rejection.alternatives"))
+            if not content.alternatives:
                 content.paragraphs.append(t("rejection.none"))
             content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
         elif kind is Kind.CANCELLATION:
@@ -215,6 +218,9 @@ class Composer:
                 content.paragraphs.append(t("cancellation.reason", reason=ctx["reason"]))
             if by != "resident":
                 content.paragraphs.append(t("cancellation.sorry"))
+                # the city cancelled: the nearest free times (when the calendar looked) and the waitlist
+                await self._offer_alternatives(content, ctx, language, t("rejection.alternatives"))
+                content.paragraphs.append(t("cancellation.waitlist"))
             content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
         elif kind is Kind.RESCHEDULED:
             old_when = fmt.when(_dt(ctx["old_start"]), language)

@@ -44,6 +44,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cancellation.by.system": "Uw afspraak van {when} werd geannuleerd.",
         "cancellation.reason": "Reden: {reason}",
         "cancellation.sorry": "Onze excuses voor het ongemak.",
+        "cancellation.waitlist": "Past geen enkel tijdstip? Kies een ander via de link hieronder, of schrijf u daar"
+        " in op de wachtlijst: we mailen u zodra er een plaats vrijkomt.",
         "rescheduled.subject": "Uw afspraak is verplaatst naar {date}",
         "rescheduled.intro": "Uw afspraak van {old_when} is verplaatst naar {when}.",
         "expired.subject": "Uw afspraak is vervallen",
@@ -89,6 +91,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cancellation.by.system": "Your appointment on {when} has been cancelled.",
         "cancellation.reason": "Reason: {reason}",
         "cancellation.sorry": "We apologise for the inconvenience.",
+        "cancellation.waitlist": "No time that suits you? Choose another with the link below, or join the waiting"
+        " list there: we e-mail you as soon as a place comes free.",
         "rescheduled.subject": "Your appointment has been moved to {date}",
         "rescheduled.intro": "Your appointment on {old_when} has been moved to {when}.",
         "expired.subject": "Your appointment has expired",
@@ -134,6 +138,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "cancellation.by.system": "Votre rendez-vous du {when} a été annulé.",
         "cancellation.reason": "Motif : {reason}",
         "cancellation.sorry": "Veuillez nous excuser pour ce désagrément.",
+        "cancellation.waitlist": "Aucun horaire ne vous convient ? Choisissez-en un autre avec le lien ci-dessous,"
+        " ou inscrivez-vous-y sur la liste d'attente : nous vous écrirons dès qu'une place se libère.",
         "rescheduled.subject": "Votre rendez-vous est déplacé au {date}",
         "rescheduled.intro": "Votre rendez-vous du {old_when} est déplacé au {when}.",
         "expired.subject": "Votre rendez-vous a expiré",

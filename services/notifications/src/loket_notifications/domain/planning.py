@@ -142,6 +142,11 @@ def _view(event: Any, status: BookingStatus, known: BookingView | None, end: dat
     )
 
 
+def _slots(slots: list[ev.Slot]) -> list[dict[str, str]]:
+    """Free times as a message's context keeps them (JSON): ISO instants and the location."""
+    return [{"start": s.start.isoformat(), "end": s.end.isoformat(), "location_id": s.location_id} for s in slots]
+
+
 def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, decided_at: datetime) -> Decision:
     """What one booking event means for the resident's messages."""
     if isinstance(event, ev.BookingHeld):
@@ -161,16 +166,15 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
         context = {
             **_when(view),
             "reason": event.reason,
-            "alternatives": [
-                {"start": s.start.isoformat(), "end": s.end.isoformat(), "location_id": s.location_id}
-                for s in event.alternatives
-            ],
+            "alternatives": _slots(event.alternatives),
         }
         return Decision(view, [Planned(Kind.REJECTION, view.sequence, decided_at, None, context)])
 
     if isinstance(event, ev.BookingCancelled):
         view = _view(event, "cancelled", known, event.end)
         context = {**_when(view), "cancelled_by": event.cancelled_by, "reason": event.reason}
+        if event.alternatives:  # the city cancelled and the calendar looked for other times
+            context["alternatives"] = _slots(event.alternatives)
         calendar = {"ics": calendar_object("cancelled", view.sequence) if _may_hold(known) else None}
         messages = [Planned(Kind.CANCELLATION, view.sequence, decided_at, None, {**context, **calendar})]
         if event.cancelled_by != "resident" and view.start > decided_at:
