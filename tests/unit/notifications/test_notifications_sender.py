@@ -96,8 +96,9 @@ class MemoryStore:
             self.rows[delivery_id], recipient=recipient, payload=payload, message_id=message_id
         )
 
-    async def retry_later(self, pool: Any, delivery_id: str, at: datetime, error: str) -> None:
-        self.rows[delivery_id] = replace(self.rows[delivery_id], status="pending", last_error=error)
+    async def retry_later(self, pool: Any, delivery_id: str, at: datetime, error: str, fault: bool = False) -> None:
+        row = self.rows[delivery_id]
+        self.rows[delivery_id] = replace(row, status="pending", last_error=error, faults=row.faults + int(fault))
         self.next_at[delivery_id] = at
 
     async def finish(
@@ -188,20 +189,20 @@ async def test_sends_and_publishes_sent() -> None:
     assert await sender.run_once() == 0
 
 
-async def test_transient_errors_back_off_then_give_up() -> None:
+async def test_transient_errors_back_off_and_are_never_given_up() -> None:
     sender, store, mail, _, clock = make(max_attempts=3)
-    mail.failures = [TransientError("451 busy")] * 3
+    mail.failures = [TransientError("451 busy")] * 6
     row_id = store.add("b1", "confirmation")
     await sender.run_once()
     assert store.rows[row_id].status == "pending"
     assert 5 <= (store.next_at[row_id] - NOW).total_seconds() <= 10  # base 10 s, jitter 0.5-1
     assert await sender.run_once() == 0  # not yet due
-    for _ in range(2):
+    for _ in range(6):
         clock.now = store.next_at[row_id]
         await sender.run_once()
-    assert store.rows[row_id].status == "failed" and "gave up after 3 attempts" in (store.rows[row_id].last_error or "")
-    assert [e.type for e in store.events] == ["notification-failed"]
-    assert store.events[0].data["attempts"] == 3
+    assert store.rows[row_id].status == "sent" and store.rows[row_id].attempts == 7
+    assert [e.type for e in store.events] == ["notification-sent"]
+    assert store.events[0].data["attempts"] == 7
 
 
 async def test_retry_resends_the_same_bytes() -> None:

@@ -4,14 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+from aiokafka import errors as kafka_errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loket_runtime.logging import get_logger
 from loket_runtime.outbox import PayloadTooLarge
 
+log = get_logger(__name__)
+
 PROBLEM_BASE = "https://loket.gent/problems/"
+
+# A part the request needs is down (PostgreSQL, Kafka, the network): the answer is 503 with
+# Retry-After, never a 500 (issue 15). `OSError` covers refused connections and timeouts.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NoBrokersAvailable,
+    kafka_errors.RequestTimedOutError,
+    OSError,
+)
+RETRY_AFTER_SECONDS = 5
 
 
 class Problem(Exception):
@@ -61,6 +83,20 @@ def too_large(size: int | None, limit: int, what: str = "The request body") -> P
     )
 
 
+def unavailable(retry_after: int = RETRY_AFTER_SECONDS) -> Problem:
+    """503: the database or Kafka is unreachable. A change may or may not have been made: repeat a
+    POST with the same `Idempotency-Key` (the booking API answers the repeat with what was done)."""
+    return Problem(
+        503,
+        "Service unavailable",
+        "A part this request needs (database or message broker) is unreachable for now. Try again after"
+        f" {retry_after} seconds; repeat a POST with the same Idempotency-Key, so that it is done once.",
+        "unavailable",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+    )
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(
         problem.body(), status_code=problem.status, media_type="application/problem+json", headers=problem.headers
@@ -84,6 +120,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(_: Request, exc: PayloadTooLarge) -> JSONResponse:
         return problem_response(too_large(exc.size, exc.limit, f"The {exc.what} this request makes"))
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("a part is unavailable", path=request.url.path, method=request.method, error=repr(exc)[:500])
+        return problem_response(unavailable())
+
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -18,7 +18,7 @@ Conn = Any  # an asyncpg.Connection inside the caller's transaction, or the pool
 
 _ROW_COLUMNS = (
     "id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context, status, due_at,"
-    " not_after, attempts, message_id, recipient, payload, last_error"
+    " not_after, attempts, message_id, recipient, payload, last_error, faults"
 )
 
 
@@ -41,7 +41,11 @@ def _row(record: asyncpg.Record) -> DeliveryRow:
         recipient=record["recipient"],
         payload=bytes(record["payload"]) if record["payload"] is not None else None,
         last_error=record["last_error"],
+        faults=record["faults"],
     )
+
+
+RESENDABLE = ("failed", "skipped", "sent")
 
 
 class PostgresStore:
@@ -165,13 +169,14 @@ class PostgresStore:
             payload,
         )
 
-    async def retry_later(self, pool: Conn, delivery_id: str, at: datetime, error: str) -> None:
+    async def retry_later(self, pool: Conn, delivery_id: str, at: datetime, error: str, fault: bool = False) -> None:
         await pool.execute(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, lease_until = NULL, last_error = $3,"
-            " updated_at = now() WHERE id = $1 AND status = 'sending'",
+            " faults = faults + $4, updated_at = now() WHERE id = $1 AND status = 'sending'",
             uuid.UUID(delivery_id),
             at,
             error[:2000],
+            1 if fault else 0,
         )
 
     async def finish(
@@ -210,6 +215,40 @@ class PostgresStore:
             booking_id,
         )
         return [dict(r) for r in rows]
+
+    async def failed(self, pool: Conn, limit: int, before: tuple[datetime, uuid.UUID] | None) -> list[dict[str, Any]]:
+        """Every failed message, newest first; `before` (finished_at, id) of the last row seen pages on."""
+        rows = await pool.fetch(
+            "SELECT id, booking_id, subscription_id, kind, version, channel, status, attempts, faults, recipient,"
+            " message_id, due_at, created_at, sent_at, finished_at, last_error, next_attempt_at FROM deliveries"
+            " WHERE status = 'failed' AND ($2::timestamptz IS NULL OR (finished_at, id) < ($2, $3::uuid))"
+            " ORDER BY finished_at DESC, id DESC LIMIT $1",
+            limit,
+            before[0] if before else None,
+            before[1] if before else None,
+        )
+        return [dict(r) for r in rows]
+
+    async def resend(self, pool: Conn, delivery_id: uuid.UUID, now: datetime) -> str | None:
+        """Send a finished message again (failed, skipped or sent): back to 'pending', due now, its
+        counts reset, rendered afresh (the contact may have been corrected since). Returns the status
+        it had, or None if there is no such message; one still open, or cancelled (the booking moved
+        on, the subscriber left), is left as it is."""
+        async with pool.acquire() as conn, conn.transaction():
+            status: str | None = await conn.fetchval(
+                "SELECT status FROM deliveries WHERE id = $1 FOR UPDATE", delivery_id
+            )
+            if status in RESENDABLE:
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, not_after = NULL,"
+                    " attempts = 0, faults = 0, lease_until = NULL, payload = NULL, recipient = NULL,"
+                    " subject = NULL, message_id = NULL, finished_at = NULL,"
+                    " last_error = 'resent by ops after: ' || coalesce(last_error, status), updated_at = now()"
+                    " WHERE id = $1",
+                    delivery_id,
+                    now,
+                )
+        return status
 
     async def delivery(self, pool: Conn, dedupe_key: str) -> dict[str, Any] | None:
         row = await pool.fetchrow("SELECT * FROM deliveries WHERE dedupe_key = $1", dedupe_key)

@@ -102,6 +102,7 @@ class DeliveryRow:
     recipient: str | None
     payload: bytes | None
     last_error: str | None = None
+    faults: int = 0  # failures of the message's own; outages of other parts are never counted
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Store(Protocol):
         self, pool: Any, delivery_id: str, recipient: str, subject: str, message_id: str | None, payload: bytes
     ) -> None: ...
 
-    async def retry_later(self, pool: Any, delivery_id: str, at: datetime, error: str) -> None: ...
+    async def retry_later(self, pool: Any, delivery_id: str, at: datetime, error: str, fault: bool = False) -> None: ...
 
     async def finish(
         self, pool: Any, delivery_id: str, status: str, at: datetime, error: str | None, event: Any, key: str

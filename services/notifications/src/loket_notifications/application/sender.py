@@ -11,9 +11,14 @@ Exactly once in effect, and the trade-off we chose:
   the same Message-ID, which mail clients and servers recognise as the same message. The
   alternative, at-most-once (never resend a 'sending' row), would silently lose messages, which is
   the complaint we are here to fix.
-- Transient errors (4xx, connection refused, timeouts, 5xx of the SMS gateway) are retried with
-  exponential backoff; after the last try, or at once for a permanent error, the row becomes
-  'failed' and `notification-failed` is published.
+- Transient errors (an outage of another part: booking or the catalogue unreachable, SMTP 4xx,
+  connection refused, timeouts, 5xx of the SMS gateway, our own database gone) are retried with
+  exponential backoff capped at `RetryPolicy.max_seconds`, for as long as the outage lasts: they
+  never count towards giving up (issue 15: confirmations were lost for good after 8 tries while
+  booking was down for ten minutes). Only a permanent error (address refused by the mail server,
+  erased person, unknown booking) fails the row at once, and a fault of the message itself (an
+  unexpected exception) `RetryPolicy.max_attempts` times; then the row becomes 'failed' and
+  `notification-failed` is published with the reason. Ops list failed rows and resend them.
 """
 
 from __future__ import annotations
@@ -42,12 +47,18 @@ from loket_notifications.domain.kinds import REMINDER_KINDS, Kind
 from loket_notifications.domain.planning import reminder_still_valid
 from loket_notifications.domain.retry import RetryPolicy
 from loket_runtime.clock import now as clock_now
+from loket_runtime.consumer import TRANSIENT_ERRORS
 from loket_runtime.logging import bound, get_logger
 
 log = get_logger(__name__)
 
 OUTCOMES = Counter("loket_notifications_total", "Deliveries finished", ["kind", "channel", "status"])
 ATTEMPTS = Counter("loket_notification_attempts_total", "Send attempts", ["channel", "result"])
+RETRIES = Counter(
+    "loket_notification_retries_total",
+    "Retries scheduled: for an outage (never given up) or a fault",
+    ["channel", "cause"],
+)
 
 SOURCE = "loket/notifications"
 
@@ -139,10 +150,14 @@ class Sender:
         with bound(booking_id=row.booking_id, notification_id=row.id, kind=row.kind):
             try:
                 await self.process(row)
-            except Exception as exc:  # a bug or a database hiccup: count it as a failed attempt
+            except TRANSIENT_ERRORS as exc:  # our database or the network gone: wait it out
+                log.warning("delivery interrupted by an outage", error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await self._retry_or_fail(row, f"outage: {exc!r}")
+            except Exception as exc:  # a bug: a fault of this message, counted towards giving up
                 log.exception("delivery crashed")
                 with contextlib.suppress(Exception):
-                    await self._retry_or_fail(row, f"internal error: {exc!r}")
+                    await self._retry_or_fail(row, f"internal error: {exc!r}", fault=True)
 
     async def process(self, row: DeliveryRow) -> None:
         now = self.clock()
@@ -195,13 +210,19 @@ class Sender:
             await self.crash_point("sent", row)
         await self._finish(row, "sent", None, publish=True)
 
-    async def _retry_or_fail(self, row: DeliveryRow, error: str) -> None:
-        if self.settings.retry.gives_up(row.attempts):
-            await self._finish(row, "failed", f"gave up after {row.attempts} attempts: {error}", publish=True)
+    async def _retry_or_fail(self, row: DeliveryRow, error: str, fault: bool = False) -> None:
+        """Try again later. An outage (`fault` false) is waited out however long it lasts, the wait
+        capped by the policy; only faults of the message itself count towards giving up."""
+        faults = row.faults + (1 if fault else 0)
+        if fault and self.settings.retry.gives_up(faults):
+            await self._finish(
+                row, "failed", f"gave up after {faults} faults in {row.attempts} attempts: {error}", publish=True
+            )
             return
         at = self.clock() + self.settings.retry.delay(row.attempts, random.uniform(0.5, 1.0))
         log.warning("send failed, will retry", error=error, attempts=row.attempts, retry_at=at.isoformat())
-        await self.store.retry_later(self.pool, row.id, at, error)
+        RETRIES.labels(row.channel, "fault" if fault else "outage").inc()
+        await self.store.retry_later(self.pool, row.id, at, error, fault=fault)
 
     async def _finish(self, row: DeliveryRow, status: str, error: str | None, publish: bool = False) -> None:
         now = self.clock()
