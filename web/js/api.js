@@ -16,11 +16,45 @@ async function parse(response) {
   return response.text();
 }
 
+/** A fresh Idempotency-Key (a UUID). */
+export function newKey() {
+  return globalThis.crypto?.randomUUID?.() ?? `k-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+// Answers after which a request is repeated: the network failed (0), or a part of the service is
+// down for now (502, 503, 504; 503 says when in Retry-After). A POST is repeated with the same
+// Idempotency-Key, so a booking made before the answer was lost is answered, not made twice.
+const RETRY_STATUSES = [0, 502, 503, 504];
+export const retrySchedule = { tries: 4, firstDelayMs: 1000, maxDelayMs: 8000 };
+
+function delayBefore(attempt, response) {
+  const retryAfter = Number(response?.headers?.get("retry-after"));
+  const backoff = Math.min(retrySchedule.maxDelayMs, retrySchedule.firstDelayMs * 2 ** (attempt - 1));
+  return Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retrySchedule.maxDelayMs, retryAfter * 1000) : backoff;
+}
+
 /**
  * Call the API. Returns {status, body, headers}; throws ApiError for 4xx/5xx unless `accept`
- * lists the status, and for a network failure (status 0).
+ * lists the status, and for a network failure (status 0). Every POST carries an Idempotency-Key
+ * (the caller's, or a fresh one) and is repeated with that same key while the network fails or
+ * the service answers 502/503/504, up to `retrySchedule.tries` times.
  */
 export async function api(path, { method = "GET", body, token, headers = {}, accept = [], form, signal } = {}) {
+  if (method === "POST" && !Object.keys(headers).some((k) => k.toLowerCase() === "idempotency-key")) {
+    headers = { ...headers, "Idempotency-Key": newKey() };
+  }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await callOnce(path, { method, body, token, headers, accept, form, signal });
+    } catch (exc) {
+      const again = exc instanceof ApiError && RETRY_STATUSES.includes(exc.status) && attempt < retrySchedule.tries;
+      if (!again || signal?.aborted) throw exc;
+      await new Promise((resolve) => setTimeout(resolve, delayBefore(attempt, exc.response)));
+    }
+  }
+}
+
+async function callOnce(path, { method, body, token, headers, accept, form, signal }) {
   const init = { method, headers: { Accept: "application/json, application/problem+json", ...headers }, signal };
   if (token) init.headers.Authorization = `Bearer ${token}`;
   if (form) {
@@ -39,7 +73,9 @@ export async function api(path, { method = "GET", body, token, headers = {}, acc
   const payload = await parse(response).catch(() => null);
   if (!response.ok && !accept.includes(response.status)) {
     const problem = payload && typeof payload === "object" ? payload : { detail: String(payload || response.statusText) };
-    throw new ApiError(response.status, problem, path);
+    const error = new ApiError(response.status, problem, path);
+    error.response = response;
+    throw error;
   }
   return { status: response.status, body: payload, headers: response.headers };
 }

@@ -2,7 +2,7 @@
 // The e-mails (rejection alternatives, waitlist notices) link to /?product=&location=&date=YYYY-MM-DD:
 // those choices are made on load, so the resident only has to pick a time.
 
-import { api, ApiError, getLocations, getProducts } from "./api.js";
+import { api, ApiError, getLocations, getProducts, newKey } from "./api.js";
 import { h, clear } from "./dom.js";
 import { brusselsDay, formatDateTime, formatDay, formatFee, formatTime, lang, localized, t } from "./i18n.js";
 
@@ -58,8 +58,15 @@ const FIELDS = [
 
 export const fieldId = (name) => `f-${name.replace(/\./g, "-")}`;
 
-function newKey() {
-  return globalThis.crypto?.randomUUID?.() ?? `k-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+// One Idempotency-Key per booking the resident means: kept while the same request is sent again
+// (a click after an error: the first may have been booked, its answer lost), new once it was
+// answered or the request changed.
+let pendingBooking = null;
+
+function keyFor(booking) {
+  const body = JSON.stringify(booking);
+  if (pendingBooking?.body !== body) pendingBooking = { body, key: newKey() };
+  return pendingBooking.key;
 }
 
 export async function renderBooking(ctx) {
@@ -509,9 +516,10 @@ function buildForm(body, decision, products, ctx, link) {
       const response = await api("/api/v1/bookings", {
         method: "POST",
         body: booking,
-        headers: { Prefer: "wait=5", "Idempotency-Key": newKey() },
+        headers: { Prefer: "wait=5", "Idempotency-Key": keyFor(booking) },
         accept: [409, 422],
       });
+      pendingBooking = null; // answered: a new booking gets a new key
       window.__lastBooking = response.body; // for tests and debugging: the API's answer
       if (response.status === 422) {
         clear(decision);
