@@ -105,10 +105,14 @@ class TokenIssuer:
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     async def token(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        try:
+            # A form aiohttp cannot read (multipart without a boundary, bad encoding) is the client's fault.
+            form = await request.post()
+        except (ValueError, AssertionError, LookupError, UnicodeError) as exc:
+            return _problem(400, "Bad request", f"The body is not a form this endpoint reads: {exc}")
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
-        valid_password = hmac.compare_digest(password.encode(), self.password.encode())
+        valid_password = hmac.compare_digest(password.encode(errors="surrogatepass"), self.password.encode())
         if username not in DEMO_ACCOUNTS or not valid_password:
             return _problem(401, "Unauthorized", "Unknown user name or wrong password.")
         return web.json_response(

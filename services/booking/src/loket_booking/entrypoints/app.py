@@ -7,7 +7,7 @@ import contextlib
 import hmac
 import json
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +35,7 @@ from loket_runtime import clock, ical
 from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.notify import Waiters
 from loket_runtime.problems import Problem, field_problem
@@ -64,7 +65,7 @@ class PersonIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     given_name: str = Field(min_length=1, max_length=100)
     family_name: str = Field(min_length=1, max_length=100)
-    birth_date: date | None = None
+    birth_date: Day | None = None
     national_number: str | None = Field(None, max_length=20)
     nationality: str | None = Field(None, max_length=60)
 

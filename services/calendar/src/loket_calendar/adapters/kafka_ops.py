@@ -177,3 +177,40 @@ async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, d
                 if len(group) >= 6 and group[1] == name:
                     result[name] = {"state": group[2], "members": len(group[5])}
     return result
+
+
+GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP = 69, 68  # Kafka's error codes
+
+
+class GroupNotFound(Exception):
+    pass
+
+
+class GroupNotEmpty(Exception):
+    pass
+
+
+async def delete_consumer_group(bootstrap: str, name: str) -> None:
+    """Delete a group and its committed offsets (Kafka's DeleteGroups). Kafka refuses while the
+    group has members (`GroupNotEmpty`); an unknown group raises `GroupNotFound`."""
+    from aiokafka.errors import for_code
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="loket-calendar-ops")
+    await admin.start()
+    try:
+        known = {str(g[0]) for g in await admin.list_consumer_groups()}
+        if name not in known:
+            raise GroupNotFound(name)
+        coordinator = await admin.find_coordinator(name)
+        response = await admin._send_request(DeleteGroupsRequest([name]), coordinator)
+    finally:
+        await admin.close()
+    for group, error_code in response.results:
+        if group != name or not error_code:
+            continue
+        if error_code == GROUP_ID_NOT_FOUND:
+            raise GroupNotFound(name)
+        if error_code == NON_EMPTY_GROUP:
+            raise GroupNotEmpty(name)
+        raise for_code(error_code)(f"DeleteGroups {name!r} failed")

@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -32,6 +32,7 @@ from loket_runtime import clock
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.catalogue import CATALOGUE_VIEW_GROUP
 from loket_runtime.db import connect
+from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import HTTP_LATENCY, HTTP_REQUESTS, ServiceRuntime, create_app
@@ -319,8 +320,8 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     async def availability(
         request: Request,
         product: str,
-        from_: Annotated[date, Query(alias="from")],
-        to: date,
+        from_: Annotated[Day, Query(alias="from")],
+        to: Day,
         location: str | None = None,
     ) -> Response:
         if product not in view.products:
@@ -352,7 +353,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     async def get_agenda(
         location: str,
         principal: Annotated[Principal, require_role("staff", "ops", "admin")],
-        date_: Annotated[date, Query(alias="date")],
+        date_: Annotated[Day, Query(alias="date")],
         as_of: datetime | None = None,
     ) -> dict[str, object]:
         if location not in view.locations:

@@ -6,27 +6,67 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse, Response
 
 from loket_calendar.adapters import kafka_ops
 from loket_calendar.application import ops
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.catalogue import CATALOGUE_VIEW_GROUP
+from loket_runtime.inputs import RowId
+from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime
 
 OpsPrincipal = Annotated[Principal, require_role("ops")]
 PROJECTIONS = ("agenda",)
+log = get_logger("calendar.ops")
+
+
+def without_members(group: dict[str, Any]) -> bool:
+    """A group nobody consumes in now, so its lag never shrinks. `<service>-catalogue-view` groups
+    have no members by design (positions committed only for this view) and stay with the others."""
+    return group.get("members") == 0 and not str(group["group"]).endswith(CATALOGUE_VIEW_GROUP)
 
 
 def build_router(runtime: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/api/v1/ops", tags=["operations"])
     rebuilding = asyncio.Lock()
 
-    @router.get("/consumers", summary="Every consumer group of the cluster: committed offset, end and lag")
+    @router.get(
+        "/consumers",
+        summary="Every consumer group of the cluster: committed offset, end and lag; groups without "
+        "members (a stopped tool, a renamed group, a service that is down) apart, outside `total_lag`",
+    )
     async def consumers(_: OpsPrincipal) -> dict[str, Any]:
         groups = await kafka_ops.consumer_groups(runtime.settings.kafka_bootstrap)
-        return {"groups": groups, "total_lag": sum(g["lag"] for g in groups)}
+        active = [g for g in groups if not without_members(g)]
+        idle = [g for g in groups if without_members(g)]
+        return {
+            "groups": active,
+            "total_lag": sum(g["lag"] for g in active),
+            "groups_without_members": idle,
+            "lag_without_members": sum(g["lag"] for g in idle),
+        }
+
+    @router.delete(
+        "/consumers/{group}",
+        status_code=204,
+        summary="Delete a consumer group without members and its committed offsets (409 while it has members)",
+    )
+    async def delete_consumer_group(
+        group: Annotated[str, Path(min_length=1, max_length=255)], _: OpsPrincipal
+    ) -> Response:
+        try:
+            await kafka_ops.delete_consumer_group(runtime.settings.kafka_bootstrap, group)
+        except kafka_ops.GroupNotFound as exc:
+            raise Problem(404, "Not found", f"No consumer group {group!r}.") from exc
+        except kafka_ops.GroupNotEmpty as exc:
+            raise Problem(
+                409, "Group has members", f"Consumer group {group!r} has members; stop them first.", "group-not-empty"
+            ) from exc
+        log.info("consumer group deleted by ops", group=group)
+        return Response(status_code=204)
 
     @router.get("/dead-letters", summary="Records a consumer could not handle, newest first")
     async def dead_letters(
@@ -45,7 +85,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         return {"dead_letters": letters}
 
     @router.get("/dead-letters/{letter_id}", summary="One dead letter with its headers and body")
-    async def dead_letter(letter_id: int, _: OpsPrincipal) -> dict[str, Any]:
+    async def dead_letter(letter_id: RowId, _: OpsPrincipal) -> dict[str, Any]:
         try:
             return await ops.get_dead_letter(runtime.pool, letter_id)
         except ops.NotFound as exc:
@@ -56,7 +96,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         status_code=202,
         summary="Republish the original record to its original topic (through the outbox)",
     )
-    async def replay(letter_id: int, _: OpsPrincipal, force: bool = False) -> dict[str, Any]:
+    async def replay(letter_id: RowId, _: OpsPrincipal, force: bool = False) -> dict[str, Any]:
         try:
             return await ops.replay(runtime.pool, letter_id, force)
         except ops.NotFound as exc:

@@ -9,7 +9,6 @@ compacted catalogue topic through the outbox, in the transaction that stores it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
@@ -28,6 +27,7 @@ from loket_catalogue.application.admin import (
 from loket_catalogue.domain.rules import CatalogueRuleError
 from loket_contracts import events as ev
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem, problem_response
 
@@ -145,7 +145,7 @@ class ScheduleIn(_In):
 
 class ClosureIn(_In):
     location_id: str | None = Field(None, description="null closes every location")
-    day: date
+    day: Day
     reason: str = Field(min_length=1, max_length=200)
 
 
@@ -153,10 +153,10 @@ class PreviewIn(_In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     location_id: str
     desk_id: str | None = Field(None, description="only this desk gets the hours; without, every desk of the location")
-    effective_from: date
+    effective_from: Day
     weekly: Weekly = Field(description=WEEKLY_DOC)
-    from_: date = Field(alias="from")
-    to: date
+    from_: Day = Field(alias="from")
+    to: Day
 
 
 def product_out(p: ev.ProductDefined) -> dict[str, Any]:
@@ -289,7 +289,7 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
         responses=STRANDED_RESPONSES,
     )
     async def put_schedule(
-        request: Request, id: str, effective_from: date, body: ScheduleIn, principal: Admin, stranded: Stranded
+        request: Request, id: str, effective_from: Day, body: ScheduleIn, principal: Admin, stranded: Stranded
     ) -> JSONResponse:
         schedule, created = await admin_of(request).put_schedule(
             id, effective_from, body.weekly, stranded.of(principal)
@@ -311,8 +311,8 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     async def list_closures(
         request: Request,
         _: Admin,
-        from_: date | None = Query(None, alias="from"),
-        to: date | None = Query(None),
+        from_: Day | None = Query(None, alias="from"),
+        to: Day | None = Query(None),
     ) -> list[dict[str, Any]]:
         return [closure_out(c) for c in await admin_of(request).closures(from_, to)]
 
