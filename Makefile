@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := $(UV) run --frozen
 
-.PHONY: up down reset status test test-dates lint unit contracts bench install browser
+.PHONY: up down reset status test test-dates lint unit mutation contracts bench install browser
 
 install:  ## install uv (if missing) and every Python dependency from the lock file
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -50,6 +50,9 @@ test-dates: install browser  ## the end-to-end and browser tests with the stack'
 
 unit: install
 	$(PY) pytest -q tests/unit
+
+mutation: install  ## mutation testing of every domain module against its unit tests (not part of `make test`)
+	$(PY) python tools/mutation/run.py
 
 contracts: install  ## regenerate JSON Schemas and the AsyncAPI document
 	$(PY) python -m loket_contracts.export

@@ -306,13 +306,13 @@ def test_mutant(mutant: Mutant, tree: Path, suite: Suite) -> Outcome:
 
 
 def changed_lines(diff: str) -> tuple[str, str]:
-    minus = " ".join(
-        line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")
-    )
-    plus = " ".join(
-        line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")
-    )
-    return minus, plus
+    """The lines a mutant removes and adds, each side joined into one line without its indentation."""
+
+    def side(sign: str) -> str:
+        lines = (line[1:].strip() for line in diff.splitlines() if line[:1] == sign and line[:3] != sign * 3)
+        return " ".join(line for line in lines if line)
+
+    return side("-"), side("+")
 
 
 def load_equivalents() -> list[dict[str, str]]:
@@ -322,7 +322,7 @@ def load_equivalents() -> list[dict[str, str]]:
 def why_equivalent(outcome: Outcome, equivalents: list[dict[str, str]]) -> str | None:
     before, after = changed_lines(outcome.diff)
     for entry in equivalents:
-        if entry["module"] == outcome.mutant.module and entry["before"] == before and entry["after"] == after:
+        if entry["module"] == short(outcome.mutant.module) and (entry["before"], entry["after"]) == (before, after):
             return entry["reason"]
     return None
 
@@ -333,9 +333,15 @@ def short(module: str) -> str:
 
 
 def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float, seconds: float) -> bool:
+    """The score per module (killed of sampled, the threshold's measure; and killed of those not
+    explained as equivalent), then every survivor with why it changes nothing a user can observe."""
     equivalents = load_equivalents()
+    reasons = {o.mutant.job_id: why_equivalent(o, equivalents) for o in outcomes if not o.killed}
     ok = True
-    print(f"\n{'module':<36}{'mutants':>8}{'counted':>8}{'sampled':>8}{'killed':>8}{'survived':>9}{'score':>8}")
+    print(
+        f"\n{'module':<36}{'mutants':>8}{'counted':>8}{'sampled':>8}{'killed':>7}{'survived':>9}"
+        f"{'equivalent':>11}{'score':>8}{'w/o equiv.':>11}"
+    )
     rows = [
         (short(m), s.mutants, s.mutants - s.not_counted, [o for o in outcomes if o.mutant.module == m])
         for m, s in samples.items()
@@ -343,19 +349,24 @@ def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float
     rows.append(("all", sum(r[1] for r in rows), sum(r[2] for r in rows), outcomes))
     for name, mutants, counted, done in rows:
         killed = sum(o.killed for o in done)
+        explained = sum(reasons.get(o.mutant.job_id) is not None for o in done)
         score = f"{100.0 * killed / len(done):.1f}%" if done else "-"
+        net = f"{100.0 * killed / (len(done) - explained):.1f}%" if len(done) > explained else "-"
         low = bool(done) and 100.0 * killed / len(done) < threshold
         ok &= not low
         flag = f"  under {threshold:g} %" if low else ""
-        print(f"{name:<36}{mutants:>8}{counted:>8}{len(done):>8}{killed:>8}{len(done) - killed:>9}{score:>8}{flag}")
-    print("(not counted: mutants inside type annotations, which these modules never evaluate, and those of")
-    print(" the operators excluded in tools/mutation/cosmic-ray.toml)")
+        print(
+            f"{name:<36}{mutants:>8}{counted:>8}{len(done):>8}{killed:>7}{len(done) - killed:>9}"
+            f"{explained:>11}{score:>8}{net:>11}{flag}"
+        )
+    print("(counted: all but the mutants inside type annotations, which these modules never evaluate, and")
+    print(" those of the operators excluded in tools/mutation/cosmic-ray.toml; score: killed of sampled)")
     survivors = sorted((o for o in outcomes if not o.killed), key=lambda o: (o.mutant.module, o.mutant.line))
     if survivors:
-        print("\nSurvivors, each with why it changes nothing a user can observe:")
+        print("\nSurvivors, each with why it changes nothing a user can observe (tools/mutation/equivalent.toml):")
     unexplained = 0
     for o in survivors:
-        reason = why_equivalent(o, equivalents)
+        reason = reasons[o.mutant.job_id]
         before, after = changed_lines(o.diff)
         print(f"\n  {short(o.mutant.module)}:{o.mutant.line}  {o.mutant.operator}")
         print(f"    - {before}\n    + {after}")

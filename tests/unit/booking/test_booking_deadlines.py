@@ -305,3 +305,65 @@ def test_refusals_say_the_state_in_words() -> None:
         b.record_attendance("checked_in", "desk-agent", START, EARLY)
     assert exc.value.status == "no_show" and exc.value.code == "transition-refused"
     assert b.history[-1] == {"event": "attendance-recorded", "at": BOOKED_AT, "by": "desk-agent"}
+
+
+# --- decisions that do not apply to the booking's state ------------------------------------------
+
+
+@pytest.mark.parametrize("make", [requested, confirmed])
+def test_only_a_held_booking_expires(make) -> None:  # type: ignore[no-untyped-def]
+    expired = ev.HoldExpired(booking_id="b1", location_id="mc", desk_id="mc-2", start=START, end=END)
+    assert make().on_hold_expired(expired) == []
+
+
+def test_a_rejected_booking_does_not_expire() -> None:
+    b = requested()
+    fold(
+        b,
+        b.on_slot_rejected(
+            ev.SlotRejected(
+                booking_id="b1", location_id="mc", product_id="residence-card", start=START, reason="closed"
+            )
+        ),
+    )
+    assert (
+        b.on_hold_expired(ev.HoldExpired(booking_id="b1", location_id="mc", desk_id="mc-2", start=START, end=END)) == []
+    )
+
+
+def test_a_reschedule_to_an_earlier_time_is_a_reschedule() -> None:
+    earlier = START - timedelta(days=2)
+    (event,) = confirmed().request_reschedule("r1", earlier, earlier + timedelta(minutes=20), BOOKED_AT, DEADLINE)
+    assert isinstance(event, ev.RescheduleRequested) and event.new_start == earlier
+
+
+def test_a_check_in_window_of_an_hour_is_said_in_minutes() -> None:
+    with pytest.raises(TransitionRefused, match="Check-in opens 60 minutes before"):
+        confirmed().record_attendance("checked_in", "desk-agent", START - timedelta(hours=2), timedelta(hours=1))
+
+
+def moved(desk: str, end: datetime = END) -> ev.ReservationMoved:
+    return ev.ReservationMoved(
+        booking_id="b1",
+        location_id="mc",
+        product_id="residence-card",
+        from_desk_id="mc-2",
+        desk_id=desk,
+        start=START,
+        end=end,
+        change="desk-removed desk:mc-2",
+        why="desk-removed",
+        by="admin",
+    )
+
+
+def test_a_reservation_moved_by_a_catalogue_change_is_recorded_once() -> None:
+    b = confirmed()  # at desk mc-2
+    assert b.on_reservation_moved(moved("mc-1")) == [moved("mc-1")]  # to a desk listed before its own
+    assert b.on_reservation_moved(moved("mc-3")) == [moved("mc-3")]
+    longer = END + timedelta(minutes=10)
+    assert b.on_reservation_moved(moved("mc-2", longer)) == [moved("mc-2", longer)]  # the same desk, a new end
+    shorter = END - timedelta(minutes=5)
+    assert b.on_reservation_moved(moved("mc-2", shorter)) == [moved("mc-2", shorter)]
+    assert b.on_reservation_moved(moved("mc-2")) == []  # where it is already
+    assert requested().on_reservation_moved(moved("mc-1")) == []

@@ -8,7 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from loket_booking.domain.rules import RuleViolation, age_on, check_eligibility, check_slot, parse_national_number
+from loket_booking.domain.rules import (
+    RuleViolation,
+    age_on,
+    check_eligibility,
+    check_slot,
+    normalise_email,
+    parse_national_number,
+)
 from loket_contracts import events as ev
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
 
@@ -301,3 +308,22 @@ def test_a_closure_of_all_counters_or_of_this_one_closes_the_day() -> None:
         ev.ClosureDeclared(closure_id="c", location_id="elsewhere", day=date(2026, 12, 7), kind="ad-hoc", reason="x")
     )
     check_slot(v, "card", "mc", at(date(2026, 12, 7), 9, 0), NOW)
+
+
+def test_a_child_well_past_the_age_limit_is_refused_too() -> None:
+    with pytest.raises(RuleViolation, match="under 12"):
+        check_eligibility("child-card", CHILD_CARD, date(2010, 1, 1), date(2026, 6, 15), "loc", None)  # 16
+
+
+def test_a_grid_that_does_not_divide_the_hour_counts_the_hours_too() -> None:
+    v = every_day_view(grid=45)
+    # 10:30 is 630 minutes after midnight, on the 45-minute grid; 09:30 (570) is not, though its
+    # minutes (30) are the same.
+    assert check_slot(v, "card", "mc", at(date(2026, 12, 7), 10, 30), NOW) == at(date(2026, 12, 7), 10, 50)
+    assert "45-minute grid" in refused(at(date(2026, 12, 7), 9, 30), view=v).message
+
+
+def test_an_email_error_names_the_field_it_was_given_as() -> None:
+    with pytest.raises(RuleViolation) as exc:
+        normalise_email("not an address", field="contacts.1.email")
+    assert exc.value.field == "contacts.1.email"

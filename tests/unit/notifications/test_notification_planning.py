@@ -398,3 +398,9 @@ def test_a_reminder_is_sent_only_for_a_confirmed_booking_still_at_its_time(
     known: BookingView | None, version: int, valid: bool
 ) -> None:
     assert reminder_still_valid(known, version) is valid
+
+
+@pytest.mark.parametrize("sequence", [0, 1, 3, 4])
+def test_a_cancellation_voids_the_messages_of_every_time_up_to_the_current_one(sequence: int) -> None:
+    # Whatever the number of reschedules: the void line sits just above the current time's version.
+    assert decide(cancelled(), view(sequence=sequence), POLICY, NOW).void_below == sequence + 1

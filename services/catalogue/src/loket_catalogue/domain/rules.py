@@ -45,6 +45,9 @@ def _raise_if(errors: list[tuple[str, str]]) -> None:
         raise CatalogueRuleError.many(errors)
 
 
+MIDNIGHT = 24 * 60  # the latest a block may end ("24:00")
+
+
 def minutes(hhmm: str) -> int:
     """Minutes since local midnight of a wall-clock "HH:MM" ("24:00" = 1440)."""
     hours, mins = hhmm.split(":")
@@ -71,6 +74,9 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
                         f"{WEEKDAY_NAMES[day]} block ends at {block.end}, not after it starts at {block.start}",
                     )
                 )
+                continue
+            if minutes(block.end) > MIDNIGHT:  # "24:30" matches the contract's pattern, but no day has it
+                errors.append((f"weekly.{day}.{i}.end", f"{WEEKDAY_NAMES[day]} block ends at {block.end}, after 24:00"))
                 continue
             if grid_minutes and minutes(block.start) % grid_minutes:
                 errors.append(
