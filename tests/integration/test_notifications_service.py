@@ -167,6 +167,8 @@ class Infra:
     bootstrap: str
     mail_dir: Path
     sms_file: Path
+    pg: EmbeddedPostgres | None = None
+    kafka: KafkaBroker | None = None
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +195,7 @@ def infra() -> Iterator[Infra]:
         smtp.start()
         servers.append(_serve_in_thread(sms_app(root / "sms.jsonl"), SMS_PORT))
         servers.append(_serve_in_thread(_fake_services(), FAKE_PORT))
-        yield Infra(root, pg.dsn("loket_notifications"), kafka.bootstrap, root / "mail", root / "sms.jsonl")
+        yield Infra(root, pg.dsn("loket_notifications"), kafka.bootstrap, root / "mail", root / "sms.jsonl", pg, kafka)
     finally:
         for server in servers:
             server.should_exit = True
@@ -1305,3 +1307,46 @@ async def test_runs_as_a_process_with_settings_from_the_environment(infra: Infra
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), timeout=15)
+
+
+# --- a part down: honest answers (last: it stops PostgreSQL and Kafka) ---------------------------
+
+
+async def test_postgres_down_answers_503_problem_json_and_readyz_fails(
+    service: Service, infra: Infra, producer: AIOKafkaProducer
+) -> None:
+    """Issue 15, part 5: with PostgreSQL unreachable a request gets 503 problem+json with
+    Retry-After (before: `500 text/plain`; a pooled connection the server dropped raised asyncpg's
+    InternalClientError), `/readyz` fails while it is down, and all is as before once it is back."""
+    assert service.client is not None and infra.pg is not None and infra.kafka is not None
+    ops = {"Authorization": "Bearer ops-token"}
+    assert (await service.client.get("/readyz")).status_code == 200
+    infra.pg.stop()
+    try:
+        for method, path, kwargs in (
+            ("GET", "/api/v1/ops/notifications", {"params": {"booking": "b-1"}, "headers": ops}),
+            ("GET", "/api/v1/ops/notifications/failed", {"headers": ops}),
+            ("POST", "/api/v1/waitlist", {"json": _waitlist_body()}),
+        ):
+            response = await service.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+            assert response.status_code == 503, (path, response.status_code, response.text[:300])
+            assert response.headers["content-type"] == "application/problem+json"
+            assert int(response.headers["retry-after"]) > 0
+            assert response.json()["type"].endswith("/unavailable")
+        ready = await service.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"] != "ok"
+    finally:
+        infra.pg.start()
+    await eventually(lambda: _ready(service), timeout=30, interval=0.5)
+    # Kafka down fails /readyz too: tests/unit/runtime/test_readiness_kafka.py (a broker
+    # stopped and started under this module's in-process service hangs its shutdown).
+
+
+def _waitlist_body() -> dict[str, Any]:
+    day = datetime.now(ZONE).date() + timedelta(days=3)
+    return {"product": "residence-card", "from": day.isoformat(), "to": day.isoformat(), "email": "w@example.org"}
+
+
+async def _ready(service: Service) -> bool:
+    assert service.client is not None
+    return (await service.client.get("/readyz")).status_code == 200

@@ -20,6 +20,7 @@ OUTAGES: dict[str, Exception] = {
     "shutdown": asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
     "lost": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     "pool": asyncpg.exceptions.InterfaceError("pool is closing"),
+    "dropped": asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     "kafka": kafka_errors.KafkaConnectionError("No connection to node"),
     "brokers": kafka_errors.NoBrokersAvailable(),
 }
