@@ -30,7 +30,7 @@ from schemathesis import GenerationMode
 from tests.conftest import RunningStack
 
 SEED = 15_06_2026
-MAX_EXAMPLES = int(os.environ.get("LOKET_FUZZ_EXAMPLES", "40"))
+MAX_EXAMPLES = int(os.environ.get("LOKET_FUZZ_EXAMPLES", "100"))
 BUDGET_SECONDS = float(os.environ.get("LOKET_FUZZ_SECONDS", "150"))
 READS = ("GET", "HEAD", "OPTIONS")
 
