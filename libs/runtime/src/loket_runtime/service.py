@@ -28,6 +28,7 @@ from loket_runtime.auth import JwtVerifier
 from loket_runtime.catalogue import CatalogueView, catalogue_consumer, load_catalogue_snapshot
 from loket_runtime.consumer import Handler, PartitionBatchConsumer
 from loket_runtime.db import create_pool, migrate
+from loket_runtime.inputs import install_input_guards
 from loket_runtime.kafka import make_producer
 from loket_runtime.logging import bind, configure_logging, get_logger, unbind
 from loket_runtime.outbox import OutboxRelay
@@ -178,10 +179,11 @@ class ServiceRuntime:
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         try:
-            await self.pool.fetchval("SELECT 1")
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2.0)
             checks["database"] = "ok"
         except Exception as exc:
-            checks["database"] = f"error: {exc}"
+            checks["database"] = f"error: {exc!r}"
+        checks["kafka"] = await self.kafka_reachable()
         checks["background_task_restarts"] = dict(self.crashes)
         with contextlib.suppress(Exception):
             row = await self.pool.fetchrow(
@@ -191,8 +193,25 @@ class ServiceRuntime:
         checks["consumers"] = {
             c.group_id: sorted(f"{tp.topic}/{tp.partition}" for tp in c.assigned) for c in self.consumers
         }
-        checks["ready"] = checks["database"] == "ok"
+        checks["ready"] = checks["database"] == "ok" and checks["kafka"] == "ok"
         return checks
+
+    async def kafka_reachable(self, within: float = 1.0) -> str:
+        """Is "ok" when a bootstrap broker accepts a connection `within` seconds (issue 15: `/readyz`
+        fails while Kafka is unreachable, as it does while PostgreSQL is), else the reasons."""
+        reasons = []
+        for server in self.settings.kafka_bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), within)
+            except (OSError, ValueError) as exc:  # refused, unreachable, timed out, no port
+                reasons.append(f"{server.strip()}: {exc!r}")
+                continue
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return "ok"
+        return "error: " + "; ".join(reasons)
 
 
 class ObserveRequests:
@@ -287,6 +306,7 @@ def create_app(runtime: ServiceRuntime, title: str, **fastapi_kwargs: Any) -> Fa
     app.state.runtime = runtime
     app.state.jwt_verifier = JwtVerifier(settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience)
     install_problem_handlers(app)
+    install_input_guards(app)  # inside LimitBody: a body is bounded before it is read
 
     app.add_middleware(LimitBody, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(ObserveRequests, service=settings.service_name)

@@ -33,8 +33,10 @@ from loket_notifications.domain.formatting import local_date
 from loket_notifications.domain.keys import token_matches, waitlist_token
 from loket_notifications.domain.planning import ReminderPolicy, ReminderRule, rules_from_config
 from loket_notifications.domain.retry import RetryPolicy
+from loket_notifications.entrypoints.ops import install_ops_routes
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.clock import now as clock_now
+from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
@@ -100,8 +102,8 @@ class WaitlistIn(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     product: str
     location: str | None = None
-    from_: date = Field(alias="from")
-    to: date
+    from_: Day = Field(alias="from")
+    to: Day
     email: str
     language: Literal["nl", "en", "fr"] = "nl"
 
@@ -270,6 +272,8 @@ def build_app(
                 for r in rows
             ],
         }
+
+    install_ops_routes(app, runtime, store, sender, clock)
 
     @app.post(
         "/api/v1/waitlist",
