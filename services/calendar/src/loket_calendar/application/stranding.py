@@ -29,7 +29,17 @@ from loket_calendar.adapters import store
 from loket_calendar.adapters.reservations import SqlReservations
 from loket_calendar.application.allocator import RESERVATIONS_CHANNEL, Allocator, emit
 from loket_calendar.domain.schedule import CatalogueView
-from loket_calendar.domain.stranding import Active, Stranded, after, assess, describe, locations_touched, stranded
+from loket_calendar.domain.stranding import (
+    Active,
+    Stranded,
+    after,
+    assess,
+    concerns,
+    describe,
+    locations_touched,
+    still_offered,
+    stranded,
+)
 from loket_contracts import events as ev
 from loket_runtime.consumer import Delivery, HandlerContext
 from loket_runtime.logging import get_logger
@@ -154,6 +164,8 @@ class StrandingSweep:
         now = delivery.envelope.time
         rows = await store.active_reservations(ctx.conn, locations, now)
         found, resized = assess(self.view, [active_of(r) for r in rows], now)
+        found = [s for s in found if concerns(change, s)]
+        resized = [s for s in resized if concerns(change, s)]
         if not found and not resized:
             return
         choice: ev.StrandedChoice = getattr(change, "stranded", None) or ev.StrandedChoice()
@@ -224,7 +236,10 @@ class StrandingSweep:
             delivery.envelope,
         )
         freed = store.Freed(gone.desk_id, gone.location_id, gone.product_id, gone.start, gone.end)
-        await self.allocator.release(ctx, book, freed, now, "cancelled", delivery.envelope)
+        if still_offered(self.view, gone.desk_id, gone.start, gone.end):
+            await self.allocator.release(ctx, book, freed, now, "cancelled", delivery.envelope)
+        else:  # the waiting list hears of no time the catalogue no longer offers
+            self.allocator.changed(ctx, gone.location_id)
         log.info("stranded booking withdrawn", booking_id=r.booking_id, why=s.why)
 
     async def _move(self, ctx: HandlerContext, s: Stranded) -> bool:

@@ -163,3 +163,34 @@ def after(view: CatalogueView, changes: Iterable[ev.Event]) -> CatalogueView:
 
 
 __all__ = ["WHY", "Active", "Stranded", "after", "assess", "describe", "locations_touched", "stranded", "why_stranded"]
+
+
+def concerns(change: ev.Event, s: Stranded) -> bool:
+    """Whether `change` is the change that strands `s` (or resizes it): the one whose choice (move
+    or cancel), reason and author apply to it. Changes may land close together, so the view a sweep
+    sees can already hold later ones; a booking stranded by a later change is left to that change's
+    own sweep. A change is known by what it touches and by what it can cause (`why_stranded`)."""
+    r = s.reservation
+    match change:
+        case ev.DeskRemoved():
+            return r.desk_id == change.desk_id and s.why == "desk-removed"
+        case ev.DeskDefined():
+            return r.desk_id == change.desk_id and s.why in ("not-served", "desk-removed")  # moved away
+        case ev.SchedulePublished():
+            return r.desk_id == change.desk_id and s.why == "outside-hours"
+        case ev.LocationDefined():
+            return r.location_id == change.location_id and s.why == "not-offered"
+        case ev.ProductDefined():
+            # a longer appointment runs past closing or into the next booking, of any product
+            own = r.product_id == change.product_id and s.why in ("resized", "outside-hours", "unknown-product")
+            return own or s.why == "overlaps"
+    return True
+
+
+def still_offered(view: CatalogueView, desk_id: str, start: datetime, end: datetime) -> bool:
+    """Whether the catalogue still opens `desk_id` from `start` to `end` (that day's hours, no
+    closure): only such a freed time may be announced to the waiting list."""
+    desk = view.desks.get(desk_id)
+    if desk is None or view.is_closed(desk.location_id, local_day(start)):
+        return False
+    return open_for(view, desk_id, Interval(start, end))

@@ -55,10 +55,22 @@ class StrandedQuery(BaseModel):
     reason_fr: str | None = Field(None, max_length=300)
 
     def of(self, principal: Principal) -> OnStranded:
-        texts = {"nl": self.reason_nl, "en": self.reason_en, "fr": self.reason_fr}
-        if self.stranded != "refuse" and not (self.reason or all(texts.values())):
-            raise field_problem("reason", "say why: the residents whose bookings move or are cancelled are told")
-        base = self.reason or next((t for t in texts.values() if t), None)
+        # A reason of spaces says nothing to a resident: it counts as none.
+        texts = {
+            "nl": (self.reason_nl or "").strip(),
+            "en": (self.reason_en or "").strip(),
+            "fr": (self.reason_fr or "").strip(),
+        }
+        given = (self.reason or "").strip()
+        if self.stranded != "refuse" and not given:
+            missing = [f"reason_{language}" for language, text in texts.items() if not text]
+            if len(missing) == len(texts):
+                raise field_problem("reason", "say why: the residents whose bookings move or are cancelled are told")
+            if missing:  # some languages given: every resident is told in their own, so all three
+                raise field_problem(
+                    missing[0], f"give the reason in every language, or one `reason`: {', '.join(missing)} missing"
+                )
+        base = given or next((t for t in texts.values() if t), None)
         reason = ev.Localized(**{k: v or base or "" for k, v in texts.items()}) if base else None
         return OnStranded(self.stranded, reason, principal.subject)
 
