@@ -80,7 +80,12 @@ def open_day(
     taken = _handed_out if exclusive else _exclusive
 
     def find() -> date | None:
-        by_day = free_by_day(client, product, location, first, last)
+        try:
+            by_day = free_by_day(client, product, location, first, last)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 422:  # a product or location the calendar has not seen yet
+                return None
+            raise
         for day in sorted(by_day):
             if weekday in (None, day.isoweekday()) and (location, day) not in taken and len(by_day[day]) >= min_free:
                 return day

@@ -245,3 +245,69 @@ def test_a_longer_duration_that_runs_into_the_next_booking_is_refused_then_moves
     grown = _history_with(client, first, "reservation-moved")
     assert grown, "the first keeps its desk and gets the longer end"
     assert grown["end"] > first["end"]
+
+
+def test_two_changes_close_together_each_resolve_what_they_strand_with_their_own_choice(
+    live: RunningStack,
+) -> None:
+    # The product is defined again (nothing changes for the booking) with "move", and at once its
+    # desk is removed with "cancel": the booking is cancelled, for the removal's reason.
+    client = httpx.Client(base_url=live.base_url, timeout=30)
+    admin = {"Authorization": f"Bearer {live.token('admin')}"}
+    product, location, (desk, _other) = _setup(client, admin, 2, OFFICE)
+    day = open_day(client, product, location, min_free=2)
+    booking = _book(client, product, location, day)
+    assert _product(client, admin, product, 20, stranded="move", reason="R1-move").status_code == 200
+    removed = client.delete(
+        f"/api/v1/admin/desks/{booking['desk']}", params={"stranded": "cancel", "reason": "R2-cancel"}, headers=admin
+    )
+    assert removed.status_code == 204, removed.text
+    shown = _history_with(client, booking, "booking-cancelled")
+    assert shown, f"the removal's cancel was not applied: {_shown(client, booking)['history']}"
+    withdrawn = next(h for h in shown["history"] if h["event"] == "reservation-withdrawn")
+    assert withdrawn["why"] == "desk-removed" and shown["history"][-1]["reason"] == "R2-cancel"
+    assert not any(h["event"] == "reservation-moved" for h in shown["history"])
+    assert desk  # (the booking was on one of the two desks; the other stays)
+
+
+def test_a_time_a_change_withdraws_is_not_offered_to_the_waiting_list(live: RunningStack) -> None:
+    client = httpx.Client(base_url=live.base_url, timeout=30)
+    admin = {"Authorization": f"Bearer {live.token('admin')}"}
+    product, location, (desk,) = _setup(client, admin, 1, OFFICE)
+    day = open_day(client, product, location, min_free=2)
+    booking = _book(client, product, location, day)
+    waiting = f"waiting.{_name('w')}@example.org"
+    subscription = {
+        "product": product,
+        "location": location,
+        "from": day.isoformat(),
+        "to": day.isoformat(),
+        "email": waiting,
+        "language": "en",
+    }
+    # notifications learns of the new product a moment after the calendar does
+    joined = wait_until(lambda: (r := client.post("/api/v1/waitlist", json=subscription)).status_code == 201 and r)
+    assert joined, "the waiting list takes the new product"
+    gone = client.delete(
+        f"/api/v1/admin/desks/{desk}", params={"stranded": "cancel", "reason": "desk gone"}, headers=admin
+    )
+    assert gone.status_code == 204, gone.text
+    assert _history_with(client, booking, "booking-cancelled"), "the booking is cancelled"
+    time.sleep(3)  # the waiting list would have been told by now (the test stack holds nothing back)
+    told = [p for p in live.mail_dir.glob("*.eml") if waiting in p.read_text(errors="replace")]
+    assert told == [], "a waiting resident was offered a time that no desk opens any more"
+
+
+def test_a_reason_of_spaces_or_in_some_languages_only_is_refused_naming_the_field(live: RunningStack) -> None:
+    client = httpx.Client(base_url=live.base_url, timeout=30)
+    admin = {"Authorization": f"Bearer {live.token('admin')}"}
+    product, location, (desk,) = _setup(client, admin, 1, OFFICE)
+    day = open_day(client, product, location, min_free=2)
+    _book(client, product, location, day)
+    for query, field in (
+        ({"stranded": "cancel", "reason": "   "}, "reason"),
+        ({"stranded": "cancel", "reason_fr": "plus de guichet"}, "reason_nl"),
+    ):
+        r = client.delete(f"/api/v1/admin/desks/{desk}", params=query, headers=admin)
+        assert r.status_code == 422, r.text
+        assert field in [e["field"] for e in r.json()["errors"]], r.json()
