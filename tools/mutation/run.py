@@ -69,6 +69,7 @@ class Outcome:
     how: str  # "tests failed", "timeout", "survived", ...
     diff: str
     output: str
+    seconds: float  # the mutant's test runs took
 
 
 # --- the sessions and the sample --------------------------------------------------------------
@@ -185,19 +186,28 @@ def copy_tree(dest: Path, at: str | None) -> None:
 
 
 class FileTimes:
-    """A pytest plugin: the seconds each test file takes, so that later runs try the quick ones first."""
+    """A pytest plugin: the seconds each test file takes (later runs try the quick ones first), and the
+    file of the first test that failed (it is tried first on the module's next mutant)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.failed: str | None = None
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         path = report.nodeid.split("::")[0]
         self.seconds[path] = self.seconds.get(path, 0.0) + report.duration
+        if report.failed and self.failed is None:
+            self.failed = path
 
 
-def run_tests(tests: list[str], timeout: float, log: Path, baseline: Path | None = None) -> tuple[int | None, float]:
-    """Run the tests in a forked child; (exit code, or None on a timeout; seconds). A baseline run
-    also writes what it imported and how long each test file took into `baseline` (JSON)."""
+def run_tests(
+    tests: list[str], timeout: float, log: Path, baseline: Path | None = None
+) -> tuple[int | None, float, str | None]:
+    """Run the tests in a forked child: (exit code, or None on a timeout; seconds; the file of the first
+    failed test). A baseline run also writes what it imported and how long each test file took into
+    `baseline` (JSON)."""
+    found = log.with_suffix(".failed")
+    found.unlink(missing_ok=True)
     began = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: its imports of our modules die with it
@@ -216,6 +226,8 @@ def run_tests(tests: list[str], timeout: float, log: Path, baseline: Path | None
             times = FileTimes()
             args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]
             code = int(pytest.main(args, plugins=[times]))
+            if times.failed is not None:
+                found.write_text(times.failed)
             if baseline is not None:
                 baseline.write_text(json.dumps({"modules": sorted(sys.modules), "seconds": times.seconds}))
         finally:
@@ -227,11 +239,12 @@ def run_tests(tests: list[str], timeout: float, log: Path, baseline: Path | None
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                return os.waitstatus_to_exitcode(status), time.monotonic() - began
+                failed = found.read_text() if found.exists() else None
+                return os.waitstatus_to_exitcode(status), time.monotonic() - began, failed
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                return None, time.monotonic() - began
+                return None, time.monotonic() - began, None
             time.sleep(0.005)
     except BaseException:  # the worker is stopped: so is the test run (a mutant may loop forever)
         os.kill(pid, signal.SIGKILL)
@@ -264,7 +277,7 @@ def work(tree: Path, services: list[str], tasks: Any, results: Any) -> None:
     imported: set[str] = set()
     for service in services:
         log, found = tree / f"baseline-{service}.log", tree / f"baseline-{service}.json"
-        code, seconds = run_tests([f"tests/unit/{service}"], 600, log, found)
+        code, seconds, _ = run_tests([f"tests/unit/{service}"], 600, log, found)
         if code != 0:
             results.put(("baseline-failed", service, log.read_text()[-4000:]))
             return
@@ -281,25 +294,37 @@ def work(tree: Path, services: list[str], tasks: Any, results: Any) -> None:
                 except Exception:  # a module that imports only inside pytest is imported there
                     continue
     results.put(("ready", str(tree), {s: suite.timeout for s, suite in suites.items()}))
+    killers: dict[str, dict[str, int]] = {}  # per module: how many of its mutants each test file killed
     while (mutant := tasks.get()) is not None:
-        results.put(("done", test_mutant(mutant, tree, suites[mutant.service])))
+        results.put(("done", test_mutant(mutant, tree, suites[mutant.service], killers.setdefault(mutant.module, {}))))
 
 
-def test_mutant(mutant: Mutant, tree: Path, suite: Suite) -> Outcome:
+def test_mutant(mutant: Mutant, tree: Path, suite: Suite, killers: dict[str, int]) -> Outcome:
+    """Apply the mutant and run the service's tests against it: first the test file that killed most
+    of this module's mutants so far, on its own (most mutants die there, without collecting the
+    rest), then, if it passes, every other file."""
     operator = cosmic_ray.plugins.get_operator(mutant.operator)()
-    path = Path(mutant.module)
     log = tree / "mutant.log"
-    with use_mutation(path, operator, mutant.occurrence) as (original, mutated):
+    ranked = sorted(suite.files, key=lambda f: -killers.get(f, 0))  # stable: quickest first among equals
+    stages = [ranked[:1], ranked[1:]] if killers.get(ranked[0]) and len(ranked) > 1 else [ranked]
+    began = time.monotonic()
+    with use_mutation(Path(mutant.module), operator, mutant.occurrence) as (original, mutated):
         if mutated is None:
-            return Outcome(mutant, False, "no mutation made", "", "")
-        code, _ = run_tests(suite.files, suite.timeout, log)
+            return Outcome(mutant, False, "no mutation made", "", "", 0.0)
+        for files in stages:
+            code, _, failed = run_tests(files, suite.timeout, log)
+            if code != 0:
+                break
+    seconds = time.monotonic() - began
+    if failed is not None:
+        killers[failed] = killers.get(failed, 0) + 1
     diff = "".join(
         difflib.unified_diff(original.splitlines(True), mutated.splitlines(True), mutant.module, mutant.module, n=0)
     )
     output = log.read_text(errors="replace")[-3000:] if log.exists() else ""
     if code is None:
-        return Outcome(mutant, True, "timeout", diff, output)
-    return Outcome(mutant, code != 0, "survived" if code == 0 else f"tests failed ({code})", diff, output)
+        return Outcome(mutant, True, "timeout", diff, output, seconds)
+    return Outcome(mutant, code != 0, "survived" if code == 0 else f"tests failed ({code})", diff, output, seconds)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -340,7 +365,7 @@ def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float
     ok = True
     print(
         f"\n{'module':<36}{'mutants':>8}{'counted':>8}{'sampled':>8}{'killed':>7}{'survived':>9}"
-        f"{'equivalent':>11}{'score':>8}{'w/o equiv.':>11}"
+        f"{'equivalent':>11}{'score':>8}{'w/o equiv.':>11}{'s/mutant':>9}"
     )
     rows = [
         (short(m), s.mutants, s.mutants - s.not_counted, [o for o in outcomes if o.mutant.module == m])
@@ -352,12 +377,13 @@ def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float
         explained = sum(reasons.get(o.mutant.job_id) is not None for o in done)
         score = f"{100.0 * killed / len(done):.1f}%" if done else "-"
         net = f"{100.0 * killed / (len(done) - explained):.1f}%" if len(done) > explained else "-"
+        pace = f"{sum(o.seconds for o in done) / len(done):.1f}" if done else "-"
         low = bool(done) and 100.0 * killed / len(done) < threshold
         ok &= not low
         flag = f"  under {threshold:g} %" if low else ""
         print(
             f"{name:<36}{mutants:>8}{counted:>8}{len(done):>8}{killed:>7}{len(done) - killed:>9}"
-            f"{explained:>11}{score:>8}{net:>11}{flag}"
+            f"{explained:>11}{score:>8}{net:>11}{pace:>9}{flag}"
         )
     print("(counted: all but the mutants inside type annotations, which these modules never evaluate, and")
     print(" those of the operators excluded in tools/mutation/cosmic-ray.toml; score: killed of sampled)")

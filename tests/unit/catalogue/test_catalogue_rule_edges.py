@@ -194,3 +194,29 @@ def test_a_closed_day_has_no_slot_for_any_product() -> None:
         products, 10, [DeskHours("d", date(2026, 1, 1), hours)], [], lambda d: False, MONDAY, MONDAY
     )
     assert [(c.product_id, c.current) for c in one_day] == [("a", 6), ("b", 5)]
+
+
+def test_a_block_past_midnight_does_not_hide_the_errors_of_the_blocks_after_it() -> None:
+    errors = errors_of(validate_weekly_hours, {"1": blocks(("20:00", "24:30"), ("10:00", "09:00"))})
+    assert [f for f, _ in errors] == ["weekly.1.0.end", "weekly.1.1.end"]
+
+
+def test_an_overlap_names_the_first_block_that_reaches_furthest() -> None:
+    # 09:00-12:00 (#0) and 10:00-12:00 (#1) reach equally far: 11:00-11:30 is said to overlap #0.
+    errors = errors_of(validate_weekly_hours, {"4": blocks(("09:00", "12:00"), ("10:00", "12:00"), ("11:00", "11:30"))})
+    assert errors[-1] == ("weekly.4.2", "Thursday blocks 09:00-12:00 (#0) and 11:00-11:30 (#2) overlap")
+
+
+def test_a_desk_cannot_move_to_another_location_whichever_it_is() -> None:
+    for elsewhere in ("sc-a", "sc-z"):
+        existing = DeskDefined(desk_id="x-1", location_id=elsewhere, name="Desk", products=["short-stay"])
+        moved = DeskDefined(desk_id="x-1", location_id="sc-x", name="Desk", products=["short-stay"])
+        errors = errors_of(validate_desk, moved, CENTRE, PRODUCTS, existing=existing)
+        assert errors[0][0] == "location_id" and "cannot move" in errors[0][1]
+
+
+def test_the_last_start_at_an_odd_minute_over_the_spring_change_is_counted() -> None:
+    # 01:00-03:35 on 28 March 2027, 30 minutes on a 5-minute grid: the last start is 03:05, which
+    # ends exactly at 03:35.
+    starts = as_instants(block_starts(date(2027, 3, 28), TimeBlock(start="01:00", end="03:35"), 30, 5))
+    assert [s.strftime("%H:%M") for s in starts][-3:] == ["01:55", "03:00", "03:05"]

@@ -404,3 +404,8 @@ def test_a_reminder_is_sent_only_for_a_confirmed_booking_still_at_its_time(
 def test_a_cancellation_voids_the_messages_of_every_time_up_to_the_current_one(sequence: int) -> None:
     # Whatever the number of reschedules: the void line sits just above the current time's version.
     assert decide(cancelled(), view(sequence=sequence), POLICY, NOW).void_below == sequence + 1
+
+
+def test_a_rule_inside_the_last_quarter_hour_does_not_stop_the_rules_after_it() -> None:
+    rules = (ReminderRule("sms", timedelta(minutes=10)), ReminderRule("email", timedelta(days=1)))
+    assert [p.kind for p in reminders(view(), ReminderPolicy(rules=rules), NOW)] == [Kind.REMINDER]

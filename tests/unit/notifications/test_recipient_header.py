@@ -54,3 +54,8 @@ def test_a_message_without_headers_gets_a_to_header_and_keeps_its_body() -> None
 
 def test_a_message_that_is_only_headers_has_its_to_header_replaced() -> None:
     assert with_recipient_header(b"Subject: x\r\nTo: old\r\n", ADDRESS) == b"Subject: x\r\n" + TO
+
+
+def test_a_long_header_does_not_stretch_over_the_body() -> None:
+    message = b"Subject: your appointment at the Migratieloket\r\n\r\nTo: the resident\r\nHello\r\n"
+    assert with_recipient_header(message, ADDRESS) == TO + message
