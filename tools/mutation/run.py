@@ -358,14 +358,15 @@ def short(module: str) -> str:
 
 
 def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float, seconds: float) -> bool:
-    """The score per module (killed of sampled, the threshold's measure; and killed of those not
-    explained as equivalent), then every survivor with why it changes nothing a user can observe."""
+    """Per module the share of the sampled mutants killed, and the score the threshold applies to:
+    killed of those sampled that are not equivalent (a survivor explained in equivalent.toml changes
+    nothing a test could see); then every survivor with why it changes nothing a user can observe."""
     equivalents = load_equivalents()
     reasons = {o.mutant.job_id: why_equivalent(o, equivalents) for o in outcomes if not o.killed}
     ok = True
     print(
         f"\n{'module':<36}{'mutants':>8}{'counted':>8}{'sampled':>8}{'killed':>7}{'survived':>9}"
-        f"{'equivalent':>11}{'score':>8}{'w/o equiv.':>11}{'s/mutant':>9}"
+        f"{'equivalent':>11}{'killed %':>9}{'score':>8}{'s/mutant':>9}"
     )
     rows = [
         (short(m), s.mutants, s.mutants - s.not_counted, [o for o in outcomes if o.mutant.module == m])
@@ -375,18 +376,19 @@ def report(samples: dict[str, Sample], outcomes: list[Outcome], threshold: float
     for name, mutants, counted, done in rows:
         killed = sum(o.killed for o in done)
         explained = sum(reasons.get(o.mutant.job_id) is not None for o in done)
-        score = f"{100.0 * killed / len(done):.1f}%" if done else "-"
-        net = f"{100.0 * killed / (len(done) - explained):.1f}%" if len(done) > explained else "-"
+        share = f"{100.0 * killed / len(done):.1f}%" if done else "-"
+        score = f"{100.0 * killed / (len(done) - explained):.1f}%" if len(done) > explained else "-"
         pace = f"{sum(o.seconds for o in done) / len(done):.1f}" if done else "-"
-        low = bool(done) and 100.0 * killed / len(done) < threshold
+        low = len(done) > explained and 100.0 * killed / (len(done) - explained) < threshold
         ok &= not low
         flag = f"  under {threshold:g} %" if low else ""
         print(
             f"{name:<36}{mutants:>8}{counted:>8}{len(done):>8}{killed:>7}{len(done) - killed:>9}"
-            f"{explained:>11}{score:>8}{net:>11}{pace:>9}{flag}"
+            f"{explained:>11}{share:>9}{score:>8}{pace:>9}{flag}"
         )
     print("(counted: all but the mutants inside type annotations, which these modules never evaluate, and")
-    print(" those of the operators excluded in tools/mutation/cosmic-ray.toml; score: killed of sampled)")
+    print(" those of the operators excluded in tools/mutation/cosmic-ray.toml; score: killed of the sampled")
+    print(" mutants that are not equivalent, which must reach the threshold in every module)")
     survivors = sorted((o for o in outcomes if not o.killed), key=lambda o: (o.mutant.module, o.mutant.line))
     if survivors:
         print("\nSurvivors, each with why it changes nothing a user can observe (tools/mutation/equivalent.toml):")
