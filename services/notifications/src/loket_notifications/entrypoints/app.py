@@ -7,7 +7,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,7 +33,7 @@ from loket_notifications.domain.formatting import local_date
 from loket_notifications.domain.keys import token_matches, waitlist_token
 from loket_notifications.domain.planning import ReminderPolicy, ReminderRule, rules_from_config
 from loket_notifications.domain.retry import RetryPolicy
-from loket_notifications.entrypoints.ops import install_ops_routes
+from loket_notifications.entrypoints.ops import install_ops_routes, masked_recipient, utc_iso
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.clock import now as clock_now
 from loket_runtime.inputs import Day
@@ -131,20 +131,6 @@ def reminder_policy(settings: NotificationSettings) -> ReminderPolicy:
         grace=timedelta(minutes=settings.reminder_grace_minutes),
         min_lead=timedelta(minutes=settings.reminder_min_lead_minutes),
     )
-
-
-def _mask(recipient: str | None) -> str | None:
-    """Ops see enough to tell addresses apart, not the whole address."""
-    if not recipient:
-        return recipient
-    if "@" in recipient:
-        local_part, _, domain = recipient.partition("@")
-        return f"{local_part[:1]}***@{domain}"
-    return f"{recipient[:4]}***{recipient[-2:]}"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
 
 
 def build_app(
@@ -260,13 +246,13 @@ def build_app(
                     "version": r["version"],
                     "status": r["status"],
                     "attempts": r["attempts"],
-                    "recipient": _mask(r["recipient"]),
+                    "recipient": masked_recipient(r["recipient"]),
                     "message_id": r["message_id"],
-                    "created_at": _iso(r["created_at"]),
-                    "due_at": _iso(r["due_at"]),
-                    "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
-                    "sent_at": _iso(r["sent_at"]),
-                    "finished_at": _iso(r["finished_at"]),
+                    "created_at": utc_iso(r["created_at"]),
+                    "due_at": utc_iso(r["due_at"]),
+                    "next_attempt_at": utc_iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
+                    "sent_at": utc_iso(r["sent_at"]),
+                    "finished_at": utc_iso(r["finished_at"]),
                     "error": r["last_error"],
                 }
                 for r in rows

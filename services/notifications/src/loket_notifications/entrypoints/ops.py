@@ -24,7 +24,7 @@ from loket_runtime.service import ServiceRuntime
 log = get_logger(__name__)
 
 
-def _mask(recipient: str | None) -> str | None:
+def masked_recipient(recipient: str | None) -> str | None:
     """Ops see enough to tell addresses apart, not the whole address."""
     if not recipient:
         return recipient
@@ -34,7 +34,7 @@ def _mask(recipient: str | None) -> str | None:
     return f"{recipient[:4]}***{recipient[-2:]}"
 
 
-def _iso(value: datetime | None) -> str | None:
+def utc_iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
 
 
@@ -51,9 +51,9 @@ def install_ops_routes(
             "status": r["status"],
             "attempts": r["attempts"],
             "faults": r["faults"],
-            "recipient": _mask(r["recipient"]),
-            "created_at": _iso(r["created_at"]),
-            "finished_at": _iso(r["finished_at"]),
+            "recipient": masked_recipient(r["recipient"]),
+            "created_at": utc_iso(r["created_at"]),
+            "finished_at": utc_iso(r["finished_at"]),
             "error": r["last_error"],
         }
 
@@ -80,7 +80,7 @@ def install_ops_routes(
         last = rows[-1] if len(rows) == limit else None
         return {
             "notifications": [_row_out(r) for r in rows],
-            "next": f"{_iso(last['finished_at'])}~{last['id']}" if last else None,
+            "next": f"{utc_iso(last['finished_at'])}~{last['id']}" if last else None,
         }
 
     @app.post(
