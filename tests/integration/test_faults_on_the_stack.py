@@ -36,6 +36,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from loket_runtime import clock
 from loket_stack.runner import REPO
 from tests.conftest import RunningStack
+from tests.e2e import helpers
+from tests.e2e.helpers import wait_until
 
 PRODUCER_LIMIT = 1024 * 1024  # aiokafka's max_request_size, as the producer measures a record
 
@@ -65,45 +67,15 @@ def ce_headers(event_id: str, event_type: str, subject: str) -> list[tuple[str, 
     ]
 
 
-def wait_until(check: Any, timeout: float = 20, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
 def free_by_day(client: httpx.Client, product: str, location: str, days: int = 45) -> dict[date, list[str]]:
+    """The free starts from the day after tomorrow on, by Brussels day (tests.e2e.helpers.free_by_day)."""
     first = clock.today() + timedelta(days=2)
-    r = client.get(
-        "/api/v1/availability",
-        params={
-            "product": product,
-            "location": location,
-            "from": first.isoformat(),
-            "to": (first + timedelta(days=days)).isoformat(),
-        },
-    )
-    r.raise_for_status()
-    by_day: dict[date, list[str]] = {}
-    for slot in r.json()["slots"]:
-        by_day.setdefault(datetime.fromisoformat(slot["start"]).astimezone(clock.BRUSSELS).date(), []).append(
-            slot["start"]
-        )
-    return by_day
+    by_day = helpers.free_by_day(client, product, location, first, first + timedelta(days=days))
+    return {day: [slot["start"] for slot in slots] for day, slots in by_day.items()}
 
 
 def booking_body(product: str, location: str, start: str) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "product": product,
-        "location": location,
-        "start": start,
-        "person": {"given_name": "Fault", "family_name": f"Test-{tag}"},
-        "contact": {"email": f"fault-{tag}@example.org"},
-        "language": "en",
-    }
+    return helpers.booking_body(product, location, start, language="en")
 
 
 def ops_letters(ops: httpx.Client, **params: Any) -> list[dict[str, Any]]:
@@ -197,7 +169,7 @@ def test_a_decision_about_a_booking_that_does_not_exist_is_dead_lettered_never_s
         with ThreadPoolExecutor(1) as pool:
             return bool(pool.submit(asyncio.run, look()).result())
 
-    assert wait_until(folded), "the agenda projection never read the forged decision"
+    assert wait_until(folded, timeout=20), "the agenda projection never read the forged decision"
     # ... and shows no appointment for it, now or as of any time.
     for params in ({"date": day.isoformat()}, {"date": day.isoformat(), "as_of": datetime.now(UTC).isoformat()}):
         agenda = client.get(f"/api/v1/agenda/{location}", params=params, headers=admin)
