@@ -208,6 +208,9 @@ class BookingRejected(Event):
     reason: str
     alternatives: list[Slot] = []
     language: Language = "nl"
+    # The resident was answered in the request that made the booking (`409` with these
+    # alternatives, a `Prefer: wait` request still waiting when the decision came): nothing to e-mail.
+    told_in_response: bool = False
 
 
 class BookingCancelled(Event):

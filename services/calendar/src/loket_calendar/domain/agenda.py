@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from typing import Any
 
 from loket_contracts import events as ev
 from loket_runtime.catalogue import local_day
+from loket_runtime.memo import memoized
 
 STATUS_ORDER = (
     "requested",
@@ -130,10 +130,8 @@ def changes_for(event: ev.Event) -> dict[str, Any] | None:
     return {k: _slot_instant(v) if isinstance(v, datetime) else v for k, v in fields.items()}
 
 
-@lru_cache(maxsize=65536)
-def _slot_instant(value: datetime) -> str:
-    """`instant`, cached: the starts and ends of events repeat (bookings share a location's grid)."""
-    return instant(value)
+# `instant`, cached: the starts and ends of events repeat (bookings share a location's grid).
+_slot_instant = memoized(instant)
 
 
 def new_state() -> State:
@@ -153,13 +151,12 @@ def merge_into(state: State, changes: dict[str, Any], event_version: str) -> Non
     status = changes.get("status")
     if status is not None and (state["status"] is None or STATUS_RANK[status] > STATUS_RANK[state["status"]]):
         state["status"] = status
-    at = event_version.split("|", 1)[0]
+    at = event_version.partition("|")[0]
     if state["at"] is None or at > state["at"]:
         state["at"] = at
     fields = state["f"]
-    for key, value in changes.items():
-        if key == "status":
-            continue
+    for key in changes.keys() - {"status"}:
+        value = changes[key]
         current = fields.get(key)
         if current is None or event_version > current[1]:
             fields[key] = [value, event_version]  # replaced, never changed: `merge` shares these lists
@@ -198,11 +195,13 @@ def days_touched(changes: dict[str, Any]) -> tuple[str, date] | None:
     return None
 
 
-@lru_cache(maxsize=65536)
-def day_of(start_at: str) -> date:
-    """The local day of an instant (as `instant` writes it). Cached: bookings share their starts,
-    and a rebuild asks for every event's."""
+def _local_day_of(start_at: str) -> date:
     return local_day(datetime.fromisoformat(start_at))
+
+
+# The local day of an instant (as `instant` writes it). Cached: bookings share their starts, and a
+# rebuild asks for every event's.
+day_of = memoized(_local_day_of)
 
 
 class AgendaFold:
