@@ -23,6 +23,7 @@ class Waiters:
         self.dsn = dsn
         self.channel = channel
         self._waiting: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._until: dict[asyncio.Future[None], float] = {}  # a waiter's deadline (event-loop time)
         self._conn: asyncpg.Connection | None = None
 
     async def run(self) -> None:
@@ -48,13 +49,23 @@ class Waiters:
             if not future.done():
                 future.set_result(None)
 
-    def register(self, key: str) -> asyncio.Future[None]:
-        """Register before checking the state, so a notification between the two is not missed."""
+    def register(self, key: str, until: float | None = None) -> asyncio.Future[None]:
+        """Register before checking the state, so a notification between the two is not missed.
+        `until`: when the waiter gives up (event-loop time), for `awaits`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
+        if until is not None:
+            self._until[future] = until
         return future
 
+    def awaits(self, key: str, margin: float) -> bool:
+        """Whether a waiter of this process will still be waiting for `key` `margin` seconds from
+        now, so that what is committed for it meanwhile reaches it."""
+        latest = asyncio.get_running_loop().time() + margin
+        return any(self._until.get(f, 0.0) >= latest for f in self._waiting.get(key, ()) if not f.done())
+
     def discard(self, key: str, future: asyncio.Future[None]) -> None:
+        self._until.pop(future, None)
         waiting = self._waiting.get(key)
         if waiting and future in waiting:
             waiting.remove(future)

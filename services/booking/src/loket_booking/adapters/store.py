@@ -114,6 +114,10 @@ class BookingRepository:
         row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
         return row
 
+    async def idempotent(self, conn: asyncpg.Connection | asyncpg.Pool, key: str) -> bool:
+        """Whether a booking was made with this `Idempotency-Key` (its repeat must get that booking)."""
+        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $1)", key)
+
     async def active_namesakes(self, conn: asyncpg.Connection, person: Person, product_id: str) -> list[Person]:
         """The sealed persons of the active bookings of `product_id` that share the name or the
         national number of `person`: every booking `same_person` can match is among them."""

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from loket_booking.adapters.store import BookingRepository, PrivateData
 from loket_booking.domain.booking import Booking, TransitionRefused
+from loket_booking.domain.known_full import KnownFullStarts
 from loket_booking.domain.rules import (
     Person,
     RuleViolation,
@@ -49,6 +51,9 @@ class BookingPolicy:
     # Whether the outgoing mail server offers SMTPUTF8: without it, an address with non-ASCII
     # characters before the @ is refused at booking time (its messages could never leave).
     smtputf8: bool = True
+    # How long a start the allocator declared full is refused here without asking it again
+    # (domain/known_full.py); 0 sends every request to the allocator.
+    known_full_ttl: timedelta = timedelta(seconds=30)
 
 
 @dataclass
@@ -67,6 +72,10 @@ class NewBooking:
     applied_at_location: str | None = None
 
 
+# What `validate` returns: the end, the private data to keep, and the person as the rule compares them.
+Validated = tuple[datetime, dict[str, Any], Person]
+
+
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -81,12 +90,16 @@ class BookingService:
         self.repo = BookingRepository()
         self.private = PrivateData()
         self.policy = policy
+        self.known_full = KnownFullStarts(ttl=policy.known_full_ttl)
+        # Whether the request that made a booking is still waiting in this process for its decision
+        # (`Prefer: wait`) and will answer it itself; the HTTP layer, which holds the waiters, sets it.
+        self.answered_in_request: Callable[[str], bool] = lambda _booking_id: False
         self._secret = secret.encode()
         self._fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(self._secret).digest()))
 
     # --- resident: request ---------------------------------------------------------------
 
-    def validate(self, cmd: NewBooking, now: datetime) -> tuple[datetime, dict[str, Any], Person]:
+    def validate(self, cmd: NewBooking, now: datetime) -> Validated:
         """Every resident rule; returns the end, the private data to keep, and the person as the
         per-person rule compares people (sealed: keyed hashes, see `domain.rules.Person`)."""
         end = check_slot(self.view, cmd.product, cmd.location, cmd.start, now)
@@ -135,11 +148,24 @@ class BookingService:
             return legacy_key
         return self._key(f"person:{person.name}|{person.birth}|{sorted(person.contacts)}")
 
+    def known_full_refusal(self, cmd: NewBooking, now: datetime) -> list[ev.Slot] | None:
+        """The alternatives to refuse a valid request with, at once, when the allocator has already
+        declared its start full; None when the allocator is to decide (domain/known_full.py)."""
+        if self.policy.known_full_ttl <= timedelta(0):
+            return None
+        return self.known_full.refusal(cmd.location, cmd.product, cmd.start, now, self.view.generation)
+
     async def request(
-        self, conn: asyncpg.Connection, cmd: NewBooking, now: datetime, correlation_id: str | None
+        self,
+        conn: asyncpg.Connection,
+        cmd: NewBooking,
+        now: datetime,
+        correlation_id: str | None,
+        validated: Validated | None = None,
     ) -> tuple[Booking, str]:
-        """Validate and record a new booking (caller holds a transaction); returns it and its token."""
-        end, private, person = self.validate(cmd, now)
+        """Record a new booking (caller holds a transaction), validated here unless the caller did
+        (`validate`); returns it and its token."""
+        end, private, person = validated or self.validate(cmd, now)
         # Two requests the rule could take for one person share the name or the national number:
         # they queue here, so the per-person limit holds under concurrency.
         for lock in person.lock_keys:
@@ -212,11 +238,25 @@ class BookingService:
     def handlers(self) -> dict[str, Any]:
         return {
             ev.SlotReserved.TYPE: self._react(lambda b, e: b.on_slot_reserved(e)),
-            ev.SlotRejected.TYPE: self._react(lambda b, e: b.on_slot_rejected(e)),
+            ev.SlotRejected.TYPE: self._on_slot_rejected,
+            ev.SlotReleased.TYPE: self._on_slot_released,
             ev.HoldExpired.TYPE: self._react(lambda b, e: b.on_hold_expired(e)),
             ev.RescheduleReserved.TYPE: self._react(lambda b, e: b.on_reschedule_reserved(e)),
             ev.RescheduleRejected.TYPE: self._react(lambda b, e: b.on_reschedule_rejected(e)),
         }
+
+    async def _on_slot_rejected(self, ctx: HandlerContext, delivery: Delivery) -> None:
+        rejected = delivery.event
+        assert isinstance(rejected, ev.SlotRejected)
+        told = self.answered_in_request(rejected.booking_id)
+        await self._react(lambda b, e: b.on_slot_rejected(e, told_in_response=told))(ctx, delivery)
+        generation = self.view.generation
+        ctx.after_commit.append(lambda: self.known_full.on_rejected(rejected, delivery.envelope.time, generation))
+
+    async def _on_slot_released(self, ctx: HandlerContext, delivery: Delivery) -> None:
+        released = delivery.event
+        assert isinstance(released, ev.SlotReleased)
+        ctx.after_commit.append(lambda: self.known_full.on_released(released))
 
     def _react(self, decide: Any) -> Any:
         async def handle(ctx: HandlerContext, delivery: Delivery) -> None:

@@ -140,7 +140,8 @@ class Booking:
             ]  # type: ignore[arg-type]
         return [self._confirmed(decision.desk_id, "calendar")]
 
-    def on_slot_rejected(self, decision: ev.SlotRejected) -> list[ev.Event]:
+    def on_slot_rejected(self, decision: ev.SlotRejected, told_in_response: bool = False) -> list[ev.Event]:
+        """`told_in_response`: the request that made the booking answers the rejection itself."""
         if self.status != "requested":
             return []
         return [
@@ -152,6 +153,7 @@ class Booking:
                 reason=decision.reason,
                 alternatives=decision.alternatives,
                 language=self.language,
+                told_in_response=told_in_response,
             )
         ]  # type: ignore[arg-type]
 

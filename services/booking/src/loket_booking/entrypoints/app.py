@@ -59,6 +59,8 @@ class BookingSettings(ServiceSettings):
     max_wait_seconds: float = 30
     # The outgoing mail server offers SMTPUTF8 (RFC 6531); false refuses addresses like jörg@...
     email_smtputf8: bool = True
+    # How long a start the allocator declared full is refused here at once (domain/known_full.py).
+    known_full_seconds: float = 30
 
 
 class PersonIn(BaseModel):
@@ -115,9 +117,13 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         resident_cancel_deadline=timedelta(hours=settings.resident_cancel_deadline_hours),
         checkin_early=timedelta(minutes=settings.checkin_early_minutes),
         smtputf8=settings.email_smtputf8,
+        known_full_ttl=timedelta(seconds=settings.known_full_seconds),
     )
     service = BookingService(view, settings.booking_secret, policy)
     waiters = Waiters(settings.database_url, DECIDED_CHANNEL)
+    # A rejection that reaches a request still waiting here (with a second to spare) is answered
+    # on screen, so notifications need not e-mail it.
+    service.answered_in_request = lambda booking_id: waiters.awaits(booking_id, margin=1.0)
 
     runtime.keep_catalogue_view(view)
     runtime.consume("booking-decisions", [CALENDAR.name], service.handlers() | stranded_handlers(service))
@@ -211,7 +217,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         caller knows nothing happened yet (it just wrote the request), so the first load is skipped."""
         deadline = asyncio.get_running_loop().time() + seconds
         while True:
-            future = waiters.register(booking_id)
+            future = waiters.register(booking_id, until=deadline)
             try:
                 booking = None if undecided else await service.repo.load(runtime.pool, booking_id)
                 undecided = False
@@ -224,6 +230,23 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                     await asyncio.wait_for(future, min(remaining, 1.0))  # re-check each second as a fallback
             finally:
                 waiters.discard(booking_id, future)
+
+    def slot_gone(
+        reason: str | None, alternatives: list[ev.Slot], headers: dict[str, str] | None = None, **extra: Any
+    ) -> JSONResponse:
+        """409: the start is not free (any more), with the nearest free ones (`[{start, end, location}]`)."""
+        body = Problem(
+            409,
+            "Slot not available",
+            "That time is no longer free; here are the nearest free ones.",
+            "slot-unavailable",
+            **extra,
+            reason=reason,
+            alternatives=[
+                {"start": brussels(a.start), "end": brussels(a.end), "location": a.location_id} for a in alternatives
+            ],
+        ).body()
+        return JSONResponse(body, status_code=409, media_type="application/problem+json", headers=headers)
 
     # --- residents ------------------------------------------------------------------------
 
@@ -263,6 +286,13 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         repeat: tuple[str, str] | None = None
         replayed = False
         try:
+            validated = service.validate(cmd, now)
+            alternatives = service.known_full_refusal(cmd, now)
+            if alternatives is not None and not (
+                idempotency_key and await service.repo.idempotent(runtime.pool, idempotency_key)
+            ):
+                # The allocator already declared this start full: its answer again, and nothing stored.
+                return slot_gone("slot-taken", alternatives)
             async with runtime.pool.acquire() as conn, conn.transaction():
                 if idempotency_key:
                     # Concurrent repeats of one key queue here; the second finds the first's answer.
@@ -276,7 +306,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                         first = json.loads(service.unseal(earlier["response"]))
                         repeat, replayed = (first["id"], first["manage_token"]), True
                 if repeat is None:
-                    booking, token = await service.request(conn, cmd, now, x_correlation_id)
+                    booking, token = await service.request(conn, cmd, now, x_correlation_id, validated)
                     repeat = (booking.id, token)
                     if idempotency_key:
                         sealed = service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
@@ -309,24 +339,16 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         if booking.status == "rejected":
             rejected = next((h for h in reversed(booking.history) if h["event"] == "booking-rejected"), {})
             stored = await service.repo.events.load(runtime.pool, f"booking-{booking_id}")
-            alternatives = [
-                {"start": brussels(a.start), "end": brussels(a.end), "location": a.location_id}
-                for s in stored
-                if isinstance(s.event, ev.BookingRejected)
-                for a in s.event.alternatives
-            ]
-            body = Problem(
-                409,
-                "Slot not available",
-                "That time is no longer free; here are the nearest free ones.",
-                "slot-unavailable",
+            alternatives = [a for s in stored if isinstance(s.event, ev.BookingRejected) for a in s.event.alternatives]
+            # the resident may still view the rejected booking with its token
+            return slot_gone(
+                rejected.get("reason"),
+                alternatives,
+                headers,
                 id=booking_id,
-                manage_token=token,  # the resident may still view the rejected booking
+                manage_token=token,
                 status_detail="rejected",
-                reason=rejected.get("reason"),
-                alternatives=alternatives,
-            ).body()
-            return JSONResponse(body, status_code=409, media_type="application/problem+json", headers=headers)
+            )
         return JSONResponse(
             {
                 "id": booking.id,

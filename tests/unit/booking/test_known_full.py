@@ -1,0 +1,120 @@
+"""Known-full starts: which requests the booking service refuses itself, and when it asks again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from loket_booking.domain.known_full import KnownFullStarts
+from loket_contracts import events as ev
+from loket_runtime.clock import BRUSSELS
+
+T0 = datetime(2026, 3, 30, 8, 0, tzinfo=UTC)  # 10:00 in Brussels, the Monday after the spring change
+START = datetime(2026, 4, 2, 7, 0, tzinfo=UTC)
+NEXT = START + timedelta(minutes=20)
+LATER = START + timedelta(minutes=40)
+
+
+def slot(start: datetime, location: str = "migration-counter") -> ev.Slot:
+    return ev.Slot(start=start, end=start + timedelta(minutes=20), location_id=location)
+
+
+def rejected(
+    start: datetime = START,
+    reason: str = "slot-taken",
+    alternatives: tuple[ev.Slot, ...] = (slot(NEXT), slot(LATER)),
+    product: str = "residence-card",
+) -> ev.SlotRejected:
+    return ev.SlotRejected(
+        booking_id="b-1",
+        location_id="migration-counter",
+        product_id=product,
+        start=start,
+        reason=reason,  # type: ignore[arg-type]
+        alternatives=list(alternatives),
+    )
+
+
+def released(products: list[str], location: str = "migration-counter") -> ev.SlotReleased:
+    return ev.SlotReleased(
+        location_id=location,
+        desk_id="mc-1",
+        start=START,
+        end=START + timedelta(minutes=20),
+        products=products,
+        available_from=T0,
+        cause="cancelled",
+    )
+
+
+def refusal(known: KnownFullStarts, start: datetime = START, now: datetime = T0, generation: int = 1) -> object:
+    return known.refusal("migration-counter", "residence-card", start, now, generation)
+
+
+def test_a_start_the_allocator_declared_full_is_refused_with_its_alternatives() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known) == [slot(NEXT), slot(LATER)]
+
+
+def test_the_same_instant_written_in_brussels_time_is_the_same_start() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, start=START.astimezone(BRUSSELS)) is not None  # 09:00+02:00
+
+
+def test_only_slot_taken_marks_a_start_full() -> None:
+    known = KnownFullStarts()
+    for reason in ("outside-hours", "closed", "not-offered", "outside-window", "off-grid"):
+        known.on_rejected(rejected(reason=reason), T0, generation=1)
+    assert refusal(known) is None
+
+
+def test_unknown_starts_other_products_and_other_locations_go_to_the_allocator() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, start=NEXT) is None
+    assert known.refusal("migration-counter", "orange-card", START, T0, 1) is None
+    assert known.refusal("service-centre-north", "residence-card", START, T0, 1) is None
+
+
+def test_a_release_of_a_desk_time_for_the_product_asks_the_allocator_again() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_released(released(["residence-card", "orange-card"]))
+    assert refusal(known) is None
+
+
+def test_a_release_for_other_products_or_another_location_keeps_the_mark() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_released(released(["orange-card"]))
+    known.on_released(released(["residence-card"], location="service-centre-north"))
+    assert refusal(known) is not None
+
+
+def test_a_catalogue_change_asks_the_allocator_again() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, generation=2) is None
+    assert refusal(known, generation=1) is None  # the mark is gone, not just hidden
+
+
+def test_a_mark_lasts_exactly_its_ttl() -> None:
+    known = KnownFullStarts(ttl=timedelta(seconds=30))
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, now=T0 + timedelta(seconds=29, microseconds=999_999)) is not None
+    assert refusal(known, now=T0 + timedelta(seconds=30)) is None
+
+
+def test_alternatives_that_are_full_themselves_are_left_out() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_rejected(rejected(start=NEXT, alternatives=(slot(LATER),)), T0, generation=1)
+    assert refusal(known) == [slot(LATER)]
+
+
+def test_a_newer_rejection_replaces_the_alternatives() -> None:
+    known = KnownFullStarts()
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_rejected(rejected(alternatives=(slot(LATER),)), T0 + timedelta(seconds=5), generation=1)
+    assert refusal(known, now=T0 + timedelta(seconds=32)) == [slot(LATER)]  # its ttl counts from the newer one
