@@ -109,8 +109,12 @@ def test_a_rejection_passes_on_the_reason_and_the_alternatives() -> None:
     (event,) = b.on_slot_rejected(decision)
     assert isinstance(event, ev.BookingRejected)
     assert (event.reason, event.alternatives, event.language) == ("slot-taken", [alternative], "fr")
+    assert not event.told_in_response  # the resident is told by e-mail
     fold(b, [event])
     assert b.on_slot_rejected(decision) == []  # told once
+
+    (answered,) = requested().on_slot_rejected(decision, told_in_response=True)
+    assert isinstance(answered, ev.BookingRejected) and answered.told_in_response  # on screen: no e-mail
 
 
 def test_each_event_counts_as_a_version() -> None:

@@ -12,6 +12,7 @@ T0 = datetime(2026, 3, 30, 8, 0, tzinfo=UTC)  # 10:00 in Brussels, the Monday af
 START = datetime(2026, 4, 2, 7, 0, tzinfo=UTC)
 NEXT = START + timedelta(minutes=20)
 LATER = START + timedelta(minutes=40)
+TTL = timedelta(seconds=30)
 
 
 def slot(start: datetime, location: str = "migration-counter") -> ev.Slot:
@@ -51,26 +52,34 @@ def refusal(known: KnownFullStarts, start: datetime = START, now: datetime = T0,
 
 
 def test_a_start_the_allocator_declared_full_is_refused_with_its_alternatives() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     assert refusal(known) == [slot(NEXT), slot(LATER)]
 
 
 def test_the_same_instant_written_in_brussels_time_is_the_same_start() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     assert refusal(known, start=START.astimezone(BRUSSELS)) is not None  # 09:00+02:00
 
 
 def test_only_slot_taken_marks_a_start_full() -> None:
-    known = KnownFullStarts()
-    for reason in ("outside-hours", "closed", "not-offered", "outside-window", "off-grid"):
+    known = KnownFullStarts(TTL)
+    for reason in (
+        "outside-hours",
+        "closed",
+        "not-offered",
+        "outside-window",
+        "off-grid",
+        "unknown-product",
+        "unknown-location",
+    ):
         known.on_rejected(rejected(reason=reason), T0, generation=1)
     assert refusal(known) is None
 
 
 def test_unknown_starts_other_products_and_other_locations_go_to_the_allocator() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     assert refusal(known, start=NEXT) is None
     assert known.refusal("migration-counter", "orange-card", START, T0, 1) is None
@@ -78,25 +87,28 @@ def test_unknown_starts_other_products_and_other_locations_go_to_the_allocator()
 
 
 def test_a_release_of_a_desk_time_for_the_product_asks_the_allocator_again() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     known.on_released(released(["residence-card", "orange-card"]))
     assert refusal(known) is None
 
 
 def test_a_release_for_other_products_or_another_location_keeps_the_mark() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     known.on_released(released(["orange-card"]))
     known.on_released(released(["residence-card"], location="service-centre-north"))
+    known.on_released(released(["residence-card"], location="ledeberg"))
     assert refusal(known) is not None
 
 
 def test_a_catalogue_change_asks_the_allocator_again() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     assert refusal(known, generation=2) is None
     assert refusal(known, generation=1) is None  # the mark is gone, not just hidden
+    known.on_rejected(rejected(), T0, generation=3)
+    assert refusal(known, generation=2) is None  # made under another catalogue than the one asked of
 
 
 def test_a_mark_lasts_exactly_its_ttl() -> None:
@@ -104,17 +116,19 @@ def test_a_mark_lasts_exactly_its_ttl() -> None:
     known.on_rejected(rejected(), T0, generation=1)
     assert refusal(known, now=T0 + timedelta(seconds=29, microseconds=999_999)) is not None
     assert refusal(known, now=T0 + timedelta(seconds=30)) is None
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, now=T0 + timedelta(seconds=31)) is None
 
 
 def test_alternatives_that_are_full_themselves_are_left_out() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     known.on_rejected(rejected(start=NEXT, alternatives=(slot(LATER),)), T0, generation=1)
     assert refusal(known) == [slot(LATER)]
 
 
 def test_a_newer_rejection_replaces_the_alternatives() -> None:
-    known = KnownFullStarts()
+    known = KnownFullStarts(TTL)
     known.on_rejected(rejected(), T0, generation=1)
     known.on_rejected(rejected(alternatives=(slot(LATER),)), T0 + timedelta(seconds=5), generation=1)
     assert refusal(known, now=T0 + timedelta(seconds=32)) == [slot(LATER)]  # its ttl counts from the newer one

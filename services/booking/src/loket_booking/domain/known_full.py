@@ -40,7 +40,7 @@ class FullMark:
 class KnownFullStarts:
     """What this instance has read of the allocator's `slot-taken` rejections and releases."""
 
-    ttl: timedelta = timedelta(seconds=30)
+    ttl: timedelta  # how long a mark is trusted (the booking service's `known_full_seconds`)
     marks: dict[StartKey, FullMark] = field(default_factory=dict)
 
     def on_rejected(self, rejected: ev.SlotRejected, decided_at: datetime, generation: int) -> None:
