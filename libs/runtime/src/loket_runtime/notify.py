@@ -22,8 +22,8 @@ class Waiters:
     def __init__(self, dsn: str, channel: str) -> None:
         self.dsn = dsn
         self.channel = channel
-        self._waiting: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
-        self._until: dict[asyncio.Future[None], float] = {}  # a waiter's deadline (event-loop time)
+        self._waiting: dict[str, list[asyncio.Future[object]]] = defaultdict(list)
+        self._until: dict[asyncio.Future[object], float] = {}  # a waiter's deadline (event-loop time)
         self._conn: asyncpg.Connection | None = None
 
     async def run(self) -> None:
@@ -45,14 +45,20 @@ class Waiters:
                 await asyncio.sleep(0.5)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        for future in self._waiting.pop(payload, []):
-            if not future.done():
-                future.set_result(None)
+        self.deliver(payload, None)
 
-    def register(self, key: str, until: float | None = None) -> asyncio.Future[None]:
+    def deliver(self, key: str, value: object) -> None:
+        """Wake this process's waiters for `key` with `value`: what a task of this process has just
+        committed, so that they need not read it back (the NOTIFY that follows finds none left).
+        The NOTIFY wakes them with None: read it."""
+        for future in self._waiting.pop(key, []):
+            if not future.done():
+                future.set_result(value)
+
+    def register(self, key: str, until: float | None = None) -> asyncio.Future[object]:
         """Register before checking the state, so a notification between the two is not missed.
         `until`: when the waiter gives up (event-loop time), for `awaits`."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(future)
         if until is not None:
             self._until[future] = until
@@ -64,7 +70,7 @@ class Waiters:
         latest = asyncio.get_running_loop().time() + margin
         return any(self._until.get(f, 0.0) >= latest for f in self._waiting.get(key, ()) if not f.done())
 
-    def discard(self, key: str, future: asyncio.Future[None]) -> None:
+    def discard(self, key: str, future: asyncio.Future[object]) -> None:
         self._until.pop(future, None)
         waiting = self._waiting.get(key)
         if waiting and future in waiting:

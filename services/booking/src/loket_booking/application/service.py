@@ -94,6 +94,8 @@ class BookingService:
         # Whether the request that made a booking is still waiting in this process for its decision
         # (`Prefer: wait`) and will answer it itself; the HTTP layer, which holds the waiters, sets it.
         self.answered_in_request: Callable[[str], bool] = lambda _booking_id: False
+        # Told each booking a decision has just changed, once committed (the HTTP layer's waiters).
+        self.decided: Callable[[Booking], None] = lambda _booking: None
         self._secret = secret.encode()
         self._fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(self._secret).digest()))
 
@@ -271,6 +273,7 @@ class BookingService:
             )
             if recorded:
                 await ctx.conn.execute("SELECT pg_notify($1, $2)", DECIDED_CHANNEL, booking_id)
+                ctx.after_commit.append(lambda: self.decided(booking))
 
         return handle
 

@@ -55,6 +55,7 @@ class Booking:
     sequence: int = 0
     pending_reschedule: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    alternatives: list[ev.Slot] = field(default_factory=list)  # offered with the rejection
 
     @property
     def _said(self) -> str:
@@ -79,6 +80,7 @@ class Booking:
                 entry["by"] = event.confirmed_by
             case ev.BookingRejected():
                 self.status = "rejected"
+                self.alternatives = list(event.alternatives)
                 entry["reason"] = event.reason
             case ev.BookingExpired():
                 self.status = "expired"

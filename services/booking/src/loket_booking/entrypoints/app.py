@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loket_booking.adapters.store import body_hash
+from loket_booking.application.intake import KNOWN_FULL, BookingRequest, IdempotencyKeyReused, Intake
 from loket_booking.application.service import (
     DECIDED_CHANNEL,
     BookingPolicy,
@@ -124,6 +124,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     # A rejection that reaches a request still waiting here (with a second to spare) is answered
     # on screen, so notifications need not e-mail it.
     service.answered_in_request = lambda booking_id: waiters.awaits(booking_id, margin=1.0)
+    service.decided = lambda booking: waiters.deliver(booking.id, booking)
 
     runtime.keep_catalogue_view(view)
     runtime.consume("booking-decisions", [CALENDAR.name], service.handlers() | stranded_handlers(service))
@@ -133,6 +134,12 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         await waiters.run()
 
     runtime.add_task(listen)
+    intake = Intake(service)
+
+    async def write_new_bookings(rt: ServiceRuntime) -> None:
+        await intake.run(rt.pool)
+
+    runtime.add_task(write_new_bookings)
     app = create_app(runtime, "Loket booking", openapi_url="/openapi.json")
 
     # --- helpers --------------------------------------------------------------------------
@@ -216,18 +223,24 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         """The booking once `done(booking)` holds, or as it stands after `seconds`. `undecided`: the
         caller knows nothing happened yet (it just wrote the request), so the first load is skipped."""
         deadline = asyncio.get_running_loop().time() + seconds
+        delivered: object = None  # the booking as this process's consumer just decided it
         while True:
             future = waiters.register(booking_id, until=deadline)
             try:
-                booking = None if undecided else await service.repo.load(runtime.pool, booking_id)
+                if isinstance(delivered, Booking):
+                    booking: Booking | None = delivered
+                else:
+                    booking = None if undecided else await service.repo.load(runtime.pool, booking_id)
                 undecided = False
                 if booking is not None and done(booking):
                     return booking
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return booking
+                delivered = None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, min(remaining, 1.0))  # re-check each second as a fallback
+                    # re-check each second as a fallback
+                    delivered = await asyncio.wait_for(future, min(remaining, 1.0))
             finally:
                 waiters.discard(booking_id, future)
 
@@ -283,8 +296,6 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             applied_at_location=body.applied_at_location,
         )
         fingerprint = body_hash(body.model_dump(mode="json"))
-        repeat: tuple[str, str] | None = None
-        replayed = False
         try:
             validated = service.validate(cmd, now)
             alternatives = service.known_full_refusal(cmd, now)
@@ -292,35 +303,24 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
                 idempotency_key and await service.repo.idempotent(runtime.pool, idempotency_key)
             ):
                 # The allocator already declared this start full: its answer again, and nothing stored.
+                KNOWN_FULL.inc()
                 return slot_gone("slot-taken", alternatives)
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                if idempotency_key:
-                    # Concurrent repeats of one key queue here; the second finds the first's answer.
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "idem:" + idempotency_key)
-                    earlier = await conn.fetchrow("SELECT * FROM idempotency_keys WHERE key = $1", idempotency_key)
-                    if earlier is not None:
-                        if earlier["body_hash"] != fingerprint:
-                            raise field_problem(
-                                "Idempotency-Key", "was used before with a different body", "Idempotency-Key reused"
-                            )
-                        first = json.loads(service.unseal(earlier["response"]))
-                        repeat, replayed = (first["id"], first["manage_token"]), True
-                if repeat is None:
-                    booking, token = await service.request(conn, cmd, now, x_correlation_id, validated)
-                    repeat = (booking.id, token)
-                    if idempotency_key:
-                        sealed = service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
-                        await conn.execute(
-                            "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
-                            idempotency_key,
-                            fingerprint,
-                            booking.id,
-                            sealed,
-                        )
+            accepted = await intake.submit(
+                BookingRequest(cmd, validated, now, x_correlation_id, idempotency_key, fingerprint)
+            )
         except RuleViolation as exc:
             raise field_problem(exc.field, exc.message) from exc
+        except IdempotencyKeyReused as exc:
+            raise field_problem(
+                "Idempotency-Key", "was used before with a different body", "Idempotency-Key reused"
+            ) from exc
         # The transaction is over: waiting for the decision holds no connection.
-        return await answer(repeat[0], repeat[1], parse_wait(prefer, settings.max_wait_seconds), replayed)
+        return await answer(
+            accepted.booking_id,
+            accepted.manage_token,
+            parse_wait(prefer, settings.max_wait_seconds),
+            accepted.replayed,
+        )
 
     async def answer(booking_id: str, token: str, wait: float, repeat: bool = False) -> Response:
         if wait:
@@ -338,12 +338,10 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             )
         if booking.status == "rejected":
             rejected = next((h for h in reversed(booking.history) if h["event"] == "booking-rejected"), {})
-            stored = await service.repo.events.load(runtime.pool, f"booking-{booking_id}")
-            alternatives = [a for s in stored if isinstance(s.event, ev.BookingRejected) for a in s.event.alternatives]
             # the resident may still view the rejected booking with its token
             return slot_gone(
                 rejected.get("reason"),
-                alternatives,
+                booking.alternatives,
                 headers,
                 id=booking_id,
                 manage_token=token,
