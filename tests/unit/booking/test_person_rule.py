@@ -24,6 +24,7 @@ from loket_booking.domain.rules import (
     email_identity,
     name_identity,
     normalise_email,
+    normalise_phone,
     person_of,
     same_person,
 )
@@ -188,6 +189,33 @@ def test_a_person_is_the_same_person_as_themselves(r: dict[str, object]) -> None
 
 
 # --- the issue's examples ----------------------------------------------------------------------
+
+
+@RELAXED
+@given(st.data(), residents())
+def test_a_request_validated_once_gives_the_same_person_as_one_parsed_again(
+    data: st.DataObject, r: dict[str, object]
+) -> None:
+    """The booking service builds the person from the contacts it already normalised
+    (`contacts_normalised=True`): the same person as from the contacts as written."""
+    email = phone = None
+    if r["email"]:
+        local, (domain, ascii_domain) = r["email"]  # type: ignore[misc]
+        email = recase(data.draw, local) + "@" + data.draw(st.sampled_from([domain, ascii_domain]))
+    if r["phone"]:
+        phone = data.draw(st.sampled_from(r["phone"]))  # type: ignore[arg-type]
+    number = data.draw(st.sampled_from(r["number"])) if r["number"] else None  # type: ignore[arg-type]
+    as_written = person_of(str(r["given"]), str(r["family"]), r["birth"], number, email, phone)  # type: ignore[arg-type]
+    normalised = person_of(
+        str(r["given"]),
+        str(r["family"]),
+        r["birth"],  # type: ignore[arg-type]
+        number,
+        normalise_email(email) if email else None,
+        normalise_phone(phone) if phone else None,
+        contacts_normalised=True,
+    )
+    assert normalised == as_written
 
 
 def anna(email: str | None = "anna.x@example.org", phone: str | None = None) -> Person:

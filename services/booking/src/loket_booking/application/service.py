@@ -128,7 +128,15 @@ class BookingService:
             private["birth_date"] = birth.isoformat()
         if cmd.nationality:
             private["nationality"] = cmd.nationality
-        person = person_of(cmd.given_name, cmd.family_name, birth, private.get("national_number"), cmd.email, cmd.phone)
+        person = person_of(
+            cmd.given_name,
+            cmd.family_name,
+            birth,
+            private.get("national_number"),
+            private.get("email"),
+            private.get("phone"),
+            contacts_normalised=True,
+        )
         return end, private, person.sealed(self._secret)
 
     def _key(self, identity: str) -> str:

@@ -104,7 +104,11 @@ def normalise_email(raw: str, field: str = "contact.email", *, smtputf8: bool = 
 def email_identity(address: str) -> str:
     """An address as the per-person rule compares it: case-insensitive, whatever form the domain
     was written in (`ANNA.X@EXAMPLE.ORG` is `anna.x@example.org`, `xn--bcher-kva` is `bücher`)."""
-    return unicodedata.normalize("NFC", normalise_email(address)).casefold()
+    return _email_identity_of(normalise_email(address))
+
+
+def _email_identity_of(normalised: str) -> str:
+    return unicodedata.normalize("NFC", normalised).casefold()
 
 
 # --- who a person is: the per-person rule ------------------------------------------------------
@@ -170,17 +174,26 @@ def person_of(
     national_number: str | None = None,
     email: str | None = None,
     phone: str | None = None,
+    *,
+    contacts_normalised: bool = False,
 ) -> Person:
     """The person of a booking request, normalised: the national or BIS number as its 11 digits,
-    the birth date (given, or read from the number), e-mail case-insensitive, phone in E.164."""
+    the birth date (given, or read from the number), e-mail case-insensitive, phone in E.164.
+    `contacts_normalised`: the e-mail and phone are already what `normalise_email` and
+    `normalise_phone` made of them (a request validated once is not parsed twice)."""
     national = parse_national_number(national_number) if national_number else None
     birth = birth_date or (national.birth_date if national else None)
+    if contacts_normalised:
+        email_key, phone_key = (_email_identity_of(email) if email else None), phone
+    else:
+        email_key = email_identity(email) if email else None
+        phone_key = normalise_phone(phone) if phone else None
     return Person(
         name=name_identity(given_name, family_name),
         birth=birth.isoformat() if birth else None,
         national=national.digits if national else None,
-        email=email_identity(email) if email else None,
-        phone=normalise_phone(phone) if phone else None,
+        email=email_key,
+        phone=phone_key,
     )
 
 
