@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,13 @@ PUBLISHED_TYPES = {model.TYPE for model in BOOKINGS.events}
 
 def stream_id(booking_id: str) -> str:
     return f"booking-{booking_id}"
+
+
+@dataclass(frozen=True)
+class Namesakes:
+    active: list[Person]  # sealed persons of the active bookings of the product, same name or number
+    legacy_active: int  # active bookings of the product made before the rule, under the legacy key
+    recent: list[tuple[str, Person]]  # (person key, sealed person) of the latest, newest first
 
 
 class BookingRepository:
@@ -118,42 +126,42 @@ class BookingRepository:
         """Whether a booking was made with this `Idempotency-Key` (its repeat must get that booking)."""
         return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $1)", key)
 
-    async def active_namesakes(self, conn: asyncpg.Connection, person: Person, product_id: str) -> list[Person]:
-        """The sealed persons of the active bookings of `product_id` that share the name or the
-        national number of `person`: every booking `same_person` can match is among them."""
-        rows = await conn.fetch(
-            f"SELECT {_PERSON_COLUMNS} FROM bookings WHERE product_id = $3"
-            " AND status IN ('requested', 'held', 'confirmed') AND (person_name = $1 OR person_national = $2)",
-            person.name,
-            person.national,
-            product_id,
+    async def lock_people(self, conn: asyncpg.Connection, lock_keys: list[str]) -> None:
+        """Transaction-scoped advisory locks on `lock_keys`, taken in their order, in one statement."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($1::text[]) WITH ORDINALITY AS l(k, n) ORDER BY n",
+            lock_keys,
         )
-        return [_person(r) for r in rows]
 
-    async def recent_namesakes(
-        self, conn: asyncpg.Connection, person: Person, limit: int = 50
-    ) -> list[tuple[str, Person]]:
-        """(person key, sealed person) of the latest bookings, of any product and status and not
-        erased, that share the name or the national number of `person`, newest first."""
+    async def namesakes(
+        self, conn: asyncpg.Connection, person: Person, product_id: str, legacy_key: str, recent: int = 50
+    ) -> Namesakes:
+        """In one query, the bookings the per-person rule compares a request with (sealed persons):
+        the active bookings of `product_id` that share the name or the national number of `person`
+        (every booking `same_person` can match is among them); the active ones of `product_id` made
+        before the rule (no sealed person) under the key they had then (the national number, or the
+        e-mail and phone as given); and the latest `recent` bookings of any product and status that
+        share the name or the number, newest first, with their person keys."""
         rows = await conn.fetch(
-            f"SELECT person_key, {_PERSON_COLUMNS} FROM bookings WHERE (person_name = $1 OR person_national = $2)"
-            " ORDER BY created_at DESC LIMIT $3",
-            person.name,
-            person.national,
-            limit,
-        )
-        return [(r["person_key"], _person(r)) for r in rows]
-
-    async def legacy_active_count(self, conn: asyncpg.Connection, person_key: str, product_id: str) -> int:
-        """Active bookings of `product_id` made before the per-person rule (no sealed person) under
-        the key they had then: the national number, or the e-mail and phone as given."""
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM bookings WHERE person_key = $1 AND product_id = $2 AND person_name IS NULL"
+            f"SELECT 'active' AS kind, person_key, {_PERSON_COLUMNS} FROM bookings"
+            " WHERE product_id = $3 AND status IN ('requested', 'held', 'confirmed')"
+            " AND (person_name = $1 OR person_national = $2)"
+            f" UNION ALL (SELECT 'recent', person_key, {_PERSON_COLUMNS} FROM bookings"
+            " WHERE person_name = $1 OR person_national = $2 ORDER BY created_at DESC LIMIT $5)"
+            f" UNION ALL SELECT 'legacy', person_key, {_PERSON_COLUMNS} FROM bookings"
+            " WHERE person_key = $4 AND product_id = $3 AND person_name IS NULL"
             " AND status IN ('requested', 'held', 'confirmed')",
-            person_key,
+            person.name,
+            person.national,
             product_id,
+            legacy_key,
+            recent,
         )
-        return count
+        return Namesakes(
+            active=[_person(r) for r in rows if r["kind"] == "active"],
+            legacy_active=sum(1 for r in rows if r["kind"] == "legacy"),
+            recent=[(r["person_key"], _person(r)) for r in rows if r["kind"] == "recent"],
+        )
 
     async def ids_on_day(
         self, conn: asyncpg.Connection, location_id: str | None, start: datetime, end: datetime

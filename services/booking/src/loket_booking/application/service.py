@@ -147,11 +147,12 @@ class BookingService:
         e-mail and phone as given. Such a booking has no sealed person; it is matched by this key."""
         return self._key(private.get("national_number") or f"{private.get('email', '')}|{private.get('phone', '')}")
 
-    async def person_key(self, conn: asyncpg.Connection, person: Person, legacy_key: str) -> str:
+    def person_key(self, person: Person, legacy_key: str, recent: list[tuple[str, Person]]) -> str:
         """One encryption key (`person_keys`) per person, so that erasure reaches all their bookings:
-        the key of their latest booking the rule takes for theirs; for someone new, the key of their
-        national number (as before the rule), else one of their sealed name, birth date and contacts."""
-        for key, other in await self.repo.recent_namesakes(conn, person):
+        the key of their latest booking the rule takes for theirs (`recent`: newest first); for
+        someone new, the key of their national number (as before the rule), else one of their sealed
+        name, birth date and contacts."""
+        for key, other in recent:
             if same_person(person, other):
                 return key
         if person.national:
@@ -178,19 +179,17 @@ class BookingService:
         end, private, person = validated or self.validate(cmd, now)
         # Two requests the rule could take for one person share the name or the national number:
         # they queue here, so the per-person limit holds under concurrency.
-        for lock in person.lock_keys:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
+        await self.repo.lock_people(conn, person.lock_keys)
         limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
         legacy_key = self.legacy_person_key(private)
-        namesakes = await self.repo.active_namesakes(conn, person, cmd.product)
-        active = sum(1 for other in namesakes if same_person(person, other))
-        active += await self.repo.legacy_active_count(conn, legacy_key, cmd.product)
+        namesakes = await self.repo.namesakes(conn, person, cmd.product, legacy_key)
+        active = sum(1 for other in namesakes.active if same_person(person, other)) + namesakes.legacy_active
         if active >= limit:
             raise RuleViolation(
                 "person",
                 f"this person already has an active booking for {cmd.product}; cancel or reschedule that one instead",
             )
-        person_key = await self.person_key(conn, person, legacy_key)
+        person_key = self.person_key(person, legacy_key, namesakes.recent)
         booking = Booking(
             id=str(new_event_id()),
             location_id=cmd.location,
