@@ -76,6 +76,7 @@ class ServiceRuntime:
         """A consumer group of this service, with the broker and batch size from the settings."""
         s = self.settings
         options.setdefault("batch_size", s.consumer_batch_size)
+        options.setdefault("fetch_max_wait_ms", s.consumer_fetch_max_wait_ms)
         self.add_consumer(
             lambda pool: PartitionBatchConsumer(
                 pool=pool, bootstrap=s.kafka_bootstrap, group_id=group_id, topics=topics, handlers=handlers, **options

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     # Producer: a short linger batches records sent together (a storm) at a small latency cost.
     kafka_linger_ms: int = 2
     consumer_batch_size: int = 500
+    # How long the broker may hold a fetch that finds no record. It answers as soon as a record
+    # arrives, so this adds no latency: it only sets how often an idle consumer asks again.
+    consumer_fetch_max_wait_ms: int = 500
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 1.0
     # Whether this process may be the one that publishes the database's outbox (one relay per
