@@ -38,7 +38,7 @@ class TimeBlock(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")  # "24:00": until midnight
+    end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
 
 
 class Slot(BaseModel):

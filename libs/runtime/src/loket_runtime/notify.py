@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -45,7 +46,8 @@ class Waiters:
                 await asyncio.sleep(0.5)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self.deliver(payload, None)
+        for key in payload.split(","):  # `notify_many` sends several keys in one payload
+            self.deliver(key, None)
 
     def deliver(self, key: str, value: object) -> None:
         """Wake this process's waiters for `key` with `value`: what a task of this process has just
@@ -80,5 +82,20 @@ class Waiters:
 
 
 async def notify(conn: asyncpg.Connection, channel: str, key: str) -> None:
-    """Send inside the writer's transaction: delivered only if and when it commits."""
+    """Send inside the writer's transaction: delivered only if and when it commits. A key holds no comma."""
     await conn.execute("SELECT pg_notify($1, $2)", channel, key)
+
+
+NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000 bytes per payload
+
+
+async def notify_many(conn: asyncpg.Connection, channel: str, keys: Sequence[str]) -> None:
+    """`notify` for several keys: comma-separated, as few payloads as fit (one statement)."""
+    payloads: list[str] = []
+    for key in keys:
+        if payloads and len(payloads[-1]) + 1 + len(key.encode()) <= NOTIFY_PAYLOAD_BYTES:
+            payloads[-1] += "," + key
+        else:
+            payloads.append(key)
+    if payloads:
+        await conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", channel, payloads)

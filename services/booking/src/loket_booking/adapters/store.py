@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,7 @@ from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import BOOKINGS
 from loket_runtime import clock
-from loket_runtime.eventstore import EventStore
+from loket_runtime.eventstore import EventStore, StoredEvent
 from loket_runtime.outbox import Outbox
 
 SOURCE = "loket/booking"
@@ -43,12 +43,13 @@ class BookingRepository:
 
     async def load(self, conn: asyncpg.Connection | asyncpg.Pool, booking_id: str) -> Booking | None:
         stored = await self.events.load(conn, stream_id(booking_id))
-        if not stored:
-            return None
-        booking = Booking(id=booking_id)
-        for item in stored:
-            booking.apply(item.event, item.envelope.time)
-        return booking
+        return _folded(booking_id, stored) if stored else None
+
+    async def load_many(self, conn: asyncpg.Connection, booking_ids: Iterable[str]) -> dict[str, Booking]:
+        """Several bookings in one query; an unknown id has no entry."""
+        ids = {booking_id: stream_id(booking_id) for booking_id in booking_ids}
+        streams = await self.events.load_many(conn, ids.values())
+        return {booking_id: _folded(booking_id, streams[sid]) for booking_id, sid in ids.items() if sid in streams}
 
     async def record(
         self,
@@ -58,9 +59,11 @@ class BookingRepository:
         cause: Envelope | None = None,
         correlation_id: str | None = None,
         at: datetime | None = None,
+        outbox: Outbox | None = None,
     ) -> list[Envelope]:
         """Append the events after the version loaded (ConcurrencyError if it moved), publish the
-        booking's own events through the outbox, and update the read model: one transaction."""
+        booking's own events through the outbox (`outbox`: a consumer batch's, written with the
+        batch), and update the read model: one transaction."""
         envelopes = [
             Envelope(
                 type=e.TYPE,
@@ -79,7 +82,7 @@ class BookingRepository:
         for event, envelope in zip(new_events, envelopes, strict=True):
             booking.apply(event, envelope.time)
         published = [e for e in envelopes if e.type in PUBLISHED_TYPES]
-        await self.outbox.add(conn, BOOKINGS.name, booking.location_id, published)
+        await (outbox or self.outbox).add(conn, BOOKINGS.name, booking.location_id, published)
         await conn.execute(
             "UPDATE bookings SET status = $2, start_at = $3, end_at = $4, desk_id = $5, hold_expires_at = $6,"
             " version = $7, updated_at = now() WHERE id = $1",
@@ -224,6 +227,13 @@ class PrivateData:
 
 
 _PERSON_COLUMNS = "person_name, person_birth, person_national, person_email, person_phone"
+
+
+def _folded(booking_id: str, stored: Sequence[StoredEvent]) -> Booking:
+    booking = Booking(id=booking_id)
+    for item in stored:
+        booking.apply(item.event, item.envelope.time)
+    return booking
 
 
 def _person(row: asyncpg.Record) -> Person:

@@ -35,12 +35,16 @@ from loket_booking.domain.rules import (
     same_person,
 )
 from loket_contracts import events as ev
+from loket_contracts.envelope import Envelope
 from loket_contracts.ids import new_event_id
 from loket_runtime.catalogue import CatalogueView, local, local_day
 from loket_runtime.consumer import Delivery, HandlerContext, PoisonMessage
 from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.notify import notify, notify_many
 
 DECIDED_CHANNEL = "loket_booking_decided"
+BATCH_BOOKINGS = "bookings"  # batch_state: {booking id: Booking} read before a batch of decisions
+BATCH_DECIDED = "decided"  # batch_state: ids of the bookings the batch changed, to NOTIFY at its end
 
 
 @dataclass
@@ -270,19 +274,49 @@ class BookingService:
     def _react(self, decide: Any) -> Any:
         async def handle(ctx: HandlerContext, delivery: Delivery) -> None:
             booking_id = str(getattr(delivery.event, "booking_id"))  # noqa: B009
-            booking = await self.repo.load(ctx.conn, booking_id)
+            booking = await self.booking_in_batch(ctx, booking_id)
             if booking is None:
                 # Every booking is stored here before its request is published, so a decision
                 # about one we do not have is forged or misrouted: kept for operations, not applied.
                 raise PoisonMessage(f"{delivery.envelope.type} about booking {booking_id!r}, which does not exist")
-            recorded = await self.repo.record(
-                ctx.conn, booking, decide(booking, delivery.event), cause=delivery.envelope
-            )
-            if recorded:
-                await ctx.conn.execute("SELECT pg_notify($1, $2)", DECIDED_CHANNEL, booking_id)
-                ctx.after_commit.append(lambda: self.decided(booking))
+            await self.record_decision(ctx, booking, decide(booking, delivery.event), delivery.envelope)
 
         return handle
+
+    # A batch of decisions is applied with its bookings read in one query before it
+    # (`load_decided_bookings`), their records written with the batch's outbox, and the waiting
+    # requests told in one NOTIFY at its end (`announce_decided`). In the consumer's careful path
+    # (a savepoint per record) each handler reads and notifies for itself.
+
+    async def load_decided_bookings(self, ctx: HandlerContext, deliveries: list[Delivery]) -> None:
+        """Batch hook (before): the bookings the batch's events are about."""
+        if ctx.careful:
+            return
+        ids = {str(d.event.booking_id) for d in deliveries if hasattr(d.event, "booking_id")}
+        ctx.batch_state[BATCH_BOOKINGS] = await self.repo.load_many(ctx.conn, ids)
+
+    async def booking_in_batch(self, ctx: HandlerContext, booking_id: str) -> Booking | None:
+        """The booking as this batch has left it so far (read before the batch, or now)."""
+        loaded: dict[str, Booking] | None = ctx.batch_state.get(BATCH_BOOKINGS)
+        if loaded is None:
+            return await self.repo.load(ctx.conn, booking_id)
+        return loaded.get(booking_id)
+
+    async def record_decision(
+        self, ctx: HandlerContext, booking: Booking, events: list[ev.Event], cause: Envelope
+    ) -> None:
+        """Record what a decision changes on the booking, and wake whoever waits for it."""
+        if not await self.repo.record(ctx.conn, booking, events, cause=cause, outbox=ctx.outbox):
+            return
+        if BATCH_BOOKINGS in ctx.batch_state:
+            ctx.batch_state.setdefault(BATCH_DECIDED, []).append(booking.id)
+        else:
+            await notify(ctx.conn, DECIDED_CHANNEL, booking.id)
+        ctx.after_commit.append(lambda: self.decided(booking))
+
+    async def announce_decided(self, ctx: HandlerContext, _done: list[Delivery]) -> None:
+        """Batch hook (before the commit): one NOTIFY for every booking the batch decided."""
+        await notify_many(ctx.conn, DECIDED_CHANNEL, ctx.batch_state.get(BATCH_DECIDED, []))
 
     async def on_closure(self, ctx: HandlerContext, delivery: Delivery) -> None:
         """A closed day cancels its bookings (by the system, reason "closure"), so residents are told."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loket_booking.application.service import DECIDED_CHANNEL, BookingService
+from loket_booking.application.service import BookingService
 from loket_contracts import events as ev
 from loket_runtime.consumer import Delivery, HandlerContext, PoisonMessage
 
@@ -19,15 +19,14 @@ def stranded_handlers(service: BookingService) -> dict[str, Any]:
     async def on_stranded(ctx: HandlerContext, delivery: Delivery) -> None:
         event = delivery.event
         assert isinstance(event, ev.ReservationMoved | ev.ReservationWithdrawn)
-        booking = await service.repo.load(ctx.conn, event.booking_id)
+        booking = await service.booking_in_batch(ctx, event.booking_id)
         if booking is None:
             raise PoisonMessage(f"{event.TYPE} about booking {event.booking_id!r}, which does not exist")
         if isinstance(event, ev.ReservationMoved):
             events = booking.on_reservation_moved(event)
         else:
             events = booking.on_reservation_withdrawn(event, delivery.envelope.time)
-        if await service.repo.record(ctx.conn, booking, events, cause=delivery.envelope):
-            await ctx.conn.execute("SELECT pg_notify($1, $2)", DECIDED_CHANNEL, booking.id)
+        await service.record_decision(ctx, booking, events, delivery.envelope)
 
     return {ev.ReservationMoved.TYPE: on_stranded, ev.ReservationWithdrawn.TYPE: on_stranded}
 

@@ -127,7 +127,13 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     service.decided = lambda booking: waiters.deliver(booking.id, booking)
 
     runtime.keep_catalogue_view(view)
-    runtime.consume("booking-decisions", [CALENDAR.name], service.handlers() | stranded_handlers(service))
+    runtime.consume(
+        "booking-decisions",
+        [CALENDAR.name],
+        service.handlers() | stranded_handlers(service),
+        before_batch=service.load_decided_bookings,
+        before_commit=service.announce_decided,
+    )
     runtime.consume("booking-closures", [CATALOGUE.name], {ev.ClosureDeclared.TYPE: service.on_closure})
 
     async def listen(_: ServiceRuntime) -> None:
