@@ -89,13 +89,18 @@ async def notify(conn: asyncpg.Connection, channel: str, key: str) -> None:
 NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000 bytes per payload
 
 
-async def notify_many(conn: asyncpg.Connection, channel: str, keys: Sequence[str]) -> None:
-    """`notify` for several keys: comma-separated, as few payloads as fit (one statement)."""
+def notify_payloads(keys: Sequence[str]) -> list[str]:
+    """The keys comma-separated, in as few payloads as PostgreSQL takes (`NOTIFY_PAYLOAD_BYTES`)."""
     payloads: list[str] = []
     for key in keys:
-        if payloads and len(payloads[-1]) + 1 + len(key.encode()) <= NOTIFY_PAYLOAD_BYTES:
+        if payloads and len(payloads[-1].encode()) + 1 + len(key.encode()) <= NOTIFY_PAYLOAD_BYTES:
             payloads[-1] += "," + key
         else:
             payloads.append(key)
-    if payloads:
-        await conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", channel, payloads)
+    return payloads
+
+
+async def notify_many(conn: asyncpg.Connection, channel: str, keys: Sequence[str]) -> None:
+    """`notify` for several keys, in one statement (`notify_payloads`)."""
+    if keys:
+        await conn.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", channel, notify_payloads(keys))
