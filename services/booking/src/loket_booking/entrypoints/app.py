@@ -37,6 +37,7 @@ from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.eventstore import ConcurrencyError
 from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
+from loket_runtime.memo import memoized
 from loket_runtime.notify import Waiters
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime, create_app
@@ -101,7 +102,12 @@ class CancelIn(BaseModel):
 
 
 def brussels(value: datetime | None) -> str | None:
-    return value.astimezone(BRUSSELS).isoformat() if value else None
+    """An instant as the API writes it: ISO 8601 in Brussels time, with its offset."""
+    return _brussels(value) if value else None
+
+
+# Cached: the same starts of a location's grid are written in every answer of a storm.
+_brussels = memoized(lambda value: value.astimezone(BRUSSELS).isoformat())
 
 
 def parse_wait(prefer: str | None, limit: float) -> float:
