@@ -63,8 +63,8 @@ contracts: install  ## regenerate JSON Schemas and the AsyncAPI document
 LOCALE := libs/runtime/src/loket_runtime/locale
 translations: install  ## extract the API's texts and update the nl and fr catalogues (docs/languages.md)
 	$(PY) pybabel extract --no-default-keywords -k tr --sort-by-file --project Loket --copyright-holder "City of Ghent" \
-	  -o $(LOCALE)/loket.pot libs/runtime/src services/*/src
-	$(PY) pybabel update --ignore-obsolete -D loket -i $(LOCALE)/loket.pot -d $(LOCALE)
+	  -o $(LOCALE)/loket.pot libs/runtime/src services/*/src deploy/local/src
+	$(PY) pybabel update --ignore-obsolete --no-fuzzy-matching -D loket -i $(LOCALE)/loket.pot -d $(LOCALE)
 
 bench: install  ## benchmarks side by side with the baseline (see bench/README.md)
 	$(PY) python -m bench
