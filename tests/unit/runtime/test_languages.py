@@ -177,6 +177,10 @@ def client() -> TestClient:
         prefer_language(request, language)
         raise Problem(404, tr("Not found"), tr("No booking with this id and token."), "not-found")
 
+    @app.get("/down")
+    async def down() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5433)")
+
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -219,3 +223,12 @@ def test_the_framework_own_answers_are_translated_too(client: TestClient) -> Non
     assert answer.status_code == 404 and answer.json()["detail"] == "Op dit adres staat niets."
     answer = client.get("/rule", headers={"Accept-Language": "fr"})
     assert answer.status_code == 405 and answer.json()["title"] == "Méthode non autorisée"
+
+
+def test_an_outage_is_answered_in_the_language_asked_for(client: TestClient) -> None:
+    answer = client.get("/down", headers={"Accept-Language": "fr"})
+    assert answer.status_code == 503 and answer.headers["content-language"] == "fr"
+    assert answer.headers["retry-after"] == "5" and answer.json()["type"].endswith("/unavailable")
+    assert answer.json()["title"] == "Service indisponible"
+    assert answer.json()["detail"].startswith("Un élément nécessaire à cette demande")
+    assert "dans 5 secondes" in answer.json()["detail"]

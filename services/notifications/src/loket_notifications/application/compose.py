@@ -200,7 +200,7 @@ class Composer:
         manage = self.manage_link(row.booking_id, contact) if row.booking_id else None
 
         if kind is Kind.PLEASE_CONFIRM:
-            hold_until = fmt.when(_dt(ctx["hold_expires_at"]), language)
+            hold_until = t("brussels_time", when=fmt.when(_dt(ctx["hold_expires_at"]), language))
             content.paragraphs.append(t("please-confirm.intro", hold_until=hold_until))
             content.actions.append((t("please-confirm.action"), contact.confirm_url or manage or ""))
         elif kind is Kind.CONFIRMATION:
@@ -240,14 +240,14 @@ class Composer:
             content.footer_links.append((t("waitlist-slot.unsubscribe"), page))
 
         if kind not in (Kind.REJECTION, Kind.WAITLIST):
-            content.details.append((t("label_when"), when))
+            content.details.append((t("label_when"), t("brussels_time", when=when)))
             if location:
                 content.details.append((t("label_where"), f"{location.name}, {location.address}"))
             if product:
                 content.details.append((t("label_product"), product.name.get(language, product.id)))
         if kind in UPCOMING:
             if product and product.fee_eur:
-                content.details.append((t("label_fee"), f"€ {product.fee_eur:g}"))
+                content.details.append((t("label_fee"), fmt.money(product.fee_eur, language)))
             if product and product.documents:
                 content.documents_title = t("documents")
                 content.documents = [d.get(language) or next(iter(d.values()), "") for d in product.documents]

@@ -1,0 +1,114 @@
+"""The lines of an appointment e-mail a resident reads first, in each language (issue 16): when (in
+Brussels time, said so), where (the location's name and street address), what the appointment is
+for, and the fee written as the page writes it in that language (Babel, the page's locales)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+
+import pytest
+
+from loket_notifications.application.compose import Composer, ComposeSettings
+from loket_notifications.application.ports import Contact, DeliveryRow, LocationInfo, ProductInfo
+from loket_notifications.domain.keys import booking_key
+from loket_notifications.domain.kinds import Kind, channel_of
+
+START = datetime(2026, 12, 2, 8, 30, tzinfo=UTC)  # 09:30 in Brussels
+CHILD_CARD = ProductInfo(
+    "child-card",
+    {"nl": "Kinderkaart", "en": "Child's identity document", "fr": "Carte d'identité enfant"},
+    [{"nl": "Pasfoto", "en": "Photo", "fr": "Photo"}],
+    8.5,
+)
+COUNTER = LocationInfo("migration-counter", "Loket Migratie", "Woodrow Wilsonplein 1, 9000 Gent")
+
+
+class Catalogue:
+    async def product(self, product_id: str) -> ProductInfo | None:
+        return CHILD_CARD
+
+    async def location(self, location_id: str) -> LocationInfo | None:
+        return COUNTER
+
+    def cached_product(self, product_id: str) -> ProductInfo | None:
+        return CHILD_CARD
+
+
+class Contacts:
+    def __init__(self, language: str) -> None:
+        self.language = language
+
+    async def contact(self, booking_id: str) -> Contact:
+        manage = "http://web/manage/b1?token=t"
+        return Contact("r@example.org", None, self.language, manage, manage + "&confirm=1", "Ana", "Peeters")
+
+
+async def email_text(kind: Kind, language: str) -> str:
+    context = {
+        "start": START.isoformat(),
+        "end": (START + timedelta(minutes=15)).isoformat(),
+        "product_id": "child-card",
+        "location_id": "migration-counter",
+        "hold_expires_at": (START - timedelta(days=1)).isoformat(),
+        "old_start": (START - timedelta(days=1)).isoformat(),
+    }
+    row = DeliveryRow(
+        id="00000000-0000-0000-0000-000000000001",
+        dedupe_key=booking_key("b1", kind.value, 0),
+        booking_id="b1",
+        subscription_id=None,
+        kind=kind.value,
+        version=0,
+        channel=channel_of(kind),
+        language=language,
+        context=context,
+        status="sending",
+        due_at=START,
+        not_after=None,
+        attempts=1,
+        message_id=None,
+        recipient=None,
+        payload=None,
+    )
+    composer = Composer(
+        Catalogue(), Contacts(language), ComposeSettings(public_base_url="http://web"), clock=lambda: START
+    )
+    rendered = await composer.render(row)
+    text: str = message_from_bytes(rendered.payload, policy=policy.default).get_body(("plain",)).get_content()
+    return text
+
+
+LINES = {
+    "nl": [
+        "Wanneer: woensdag 2 december 2026 om 09:30 (Brusselse tijd)",
+        "Waar: Loket Migratie, Woodrow Wilsonplein 1, 9000 Gent",
+        "Afspraak voor: Kinderkaart",
+        "Kostprijs: €\u00a08,50",
+    ],
+    "en": [
+        "When: Wednesday, 2 December 2026 at 09:30 (Brussels time)",
+        "Where: Loket Migratie, Woodrow Wilsonplein 1, 9000 Gent",
+        "Appointment for: Child's identity document",
+        "Fee: €8.50",
+    ],
+    "fr": [
+        "Quand: mercredi 2 décembre 2026 à 09:30 (heure de Bruxelles)",
+        "Où: Loket Migratie, Woodrow Wilsonplein 1, 9000 Gent",
+        "Rendez-vous pour: Carte d'identité enfant",
+        "Coût: 8,50\u00a0€",
+    ],
+}
+
+
+@pytest.mark.parametrize("language", ["nl", "en", "fr"])
+@pytest.mark.parametrize("kind", [Kind.PLEASE_CONFIRM, Kind.CONFIRMATION, Kind.REMINDER, Kind.RESCHEDULED])
+async def test_an_appointment_e_mail_says_when_where_what_and_the_fee(kind: Kind, language: str) -> None:
+    lines = (await email_text(kind, language)).splitlines()
+    for line in LINES[language]:
+        assert line in lines, (line, lines)
+
+
+async def test_the_hold_deadline_is_labelled_brussels_time_too() -> None:
+    text = await email_text(Kind.PLEASE_CONFIRM, "en")
+    assert "until Tuesday, 1 December 2026 at 09:30 (Brussels time)" in text
