@@ -10,9 +10,9 @@ from email import message_from_bytes, policy
 import pytest
 
 from loket_notifications.application.compose import Composer, ComposeSettings
-from loket_notifications.application.ports import Contact, DeliveryRow, LocationInfo, ProductInfo
-from loket_notifications.domain.keys import booking_key
-from loket_notifications.domain.kinds import Kind, channel_of
+from loket_notifications.application.ports import Contact, LocationInfo, ProductInfo
+from loket_notifications.domain.kinds import Kind
+from tests.unit.notifications.test_notifications_compose import FakeCatalogue, FakeContacts, row
 
 START = datetime(2026, 12, 2, 8, 30, tzinfo=UTC)  # 09:30 in Brussels
 CHILD_CARD = ProductInfo(
@@ -21,60 +21,30 @@ CHILD_CARD = ProductInfo(
     [{"nl": "Pasfoto", "en": "Photo", "fr": "Photo"}],
     8.5,
 )
-COUNTER = LocationInfo("migration-counter", "Loket Migratie", "Woodrow Wilsonplein 1, 9000 Gent")
+COUNTER = LocationInfo("counter", "Loket Migratie", "Woodrow Wilsonplein 1, 9000 Gent")
 
 
-class Catalogue:
+class Catalogue(FakeCatalogue):
+    location_info = COUNTER
+
     async def product(self, product_id: str) -> ProductInfo | None:
         return CHILD_CARD
 
-    async def location(self, location_id: str) -> LocationInfo | None:
-        return COUNTER
-
-    def cached_product(self, product_id: str) -> ProductInfo | None:
-        return CHILD_CARD
-
-
-class Contacts:
-    def __init__(self, language: str) -> None:
-        self.language = language
-
-    async def contact(self, booking_id: str) -> Contact:
-        manage = "http://web/manage/b1?token=t"
-        return Contact("r@example.org", None, self.language, manage, manage + "&confirm=1", "Ana", "Peeters")
-
 
 async def email_text(kind: Kind, language: str) -> str:
-    context = {
+    at = {
         "start": START.isoformat(),
         "end": (START + timedelta(minutes=15)).isoformat(),
         "product_id": "child-card",
-        "location_id": "migration-counter",
+        "location_id": "counter",
         "hold_expires_at": (START - timedelta(days=1)).isoformat(),
         "old_start": (START - timedelta(days=1)).isoformat(),
     }
-    row = DeliveryRow(
-        id="00000000-0000-0000-0000-000000000001",
-        dedupe_key=booking_key("b1", kind.value, 0),
-        booking_id="b1",
-        subscription_id=None,
-        kind=kind.value,
-        version=0,
-        channel=channel_of(kind),
-        language=language,
-        context=context,
-        status="sending",
-        due_at=START,
-        not_after=None,
-        attempts=1,
-        message_id=None,
-        recipient=None,
-        payload=None,
-    )
-    composer = Composer(
-        Catalogue(), Contacts(language), ComposeSettings(public_base_url="http://web"), clock=lambda: START
-    )
-    rendered = await composer.render(row)
+    manage = "http://web/manage/b1?token=t"
+    contact = Contact("r@example.org", None, language, manage, manage + "&confirm=1", "Ana", "Peeters")
+    settings = ComposeSettings(public_base_url="http://web")
+    composer = Composer(Catalogue(), FakeContacts(contact), settings, clock=lambda: START)
+    rendered = await composer.render(row(kind, language, **at))
     text: str = message_from_bytes(rendered.payload, policy=policy.default).get_body(("plain",)).get_content()
     return text
 
