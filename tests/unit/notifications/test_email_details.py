@@ -1,11 +1,14 @@
 """The lines of an appointment e-mail a resident reads first, in each language (issue 16): when (in
 Brussels time, said so), where (the location's name and street address), what the appointment is
-for, and the fee written as the page writes it in that language (Babel, the page's locales)."""
+for, and the fee written as the page writes it in that language (Babel, the page's locales); and
+links that open their pages in the message's language."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -82,3 +85,10 @@ async def test_an_appointment_e_mail_says_when_where_what_and_the_fee(kind: Kind
 async def test_the_hold_deadline_is_labelled_brussels_time_too() -> None:
     text = await email_text(Kind.PLEASE_CONFIRM, "en")
     assert "until Tuesday, 1 December 2026 at 09:30 (Brussels time)" in text
+
+
+@pytest.mark.parametrize("language", ["nl", "en", "fr"])
+async def test_every_link_in_an_e_mail_opens_its_page_in_the_message_language(language: str) -> None:
+    links = re.findall(r"https?://\S+", await email_text(Kind.PLEASE_CONFIRM, language))
+    assert links and all(parse_qs(urlsplit(link).query)["lang"] == [language] for link in links), links
+    assert "http://web/manage/b1?token=t&confirm=1&lang=" + language in links  # the token as it was

@@ -13,7 +13,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -75,6 +75,14 @@ _ENV = Environment(
     trim_blocks=False,
     keep_trailing_newline=True,
 )
+
+
+def with_language(url: str, language: str) -> str:
+    """`url` with `lang=<language>` in its query (in place of any it had), e.g.
+    `.../manage/b1?token=t` -> `.../manage/b1?token=t&lang=fr`."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "lang"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("lang", language)])))
 
 
 def _dt(value: str) -> datetime:
@@ -256,6 +264,10 @@ class Composer:
             content.actions.append((t("manage"), manage))
         if row.booking_id:
             content.details.append((t("label_booking"), row.booking_id))
+        # Every link opens its page in the message's language (the web app reads `lang` first).
+        content.actions = [(label, with_language(url, language)) for label, url in content.actions]
+        content.alternatives = [(label, with_language(url, language)) for label, url in content.alternatives]
+        content.footer_links = [(label, with_language(url, language)) for label, url in content.footer_links]
         return content
 
     def email(self, content: Content, recipient: str, mid: str) -> EmailMessage:
