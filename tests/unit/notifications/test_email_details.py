@@ -66,10 +66,10 @@ LINES = {
         "Fee: €8.50",
     ],
     "fr": [
-        "Quand: mercredi 2 décembre 2026 à 09:30 (heure de Bruxelles)",
-        "Où: Loket Migratie, Woodrow Wilsonplein 1, 9000 Gent",
-        "Rendez-vous pour: Carte d'identité enfant",
-        "Coût: 8,50\u00a0€",
+        "Quand\u00a0: mercredi 2 décembre 2026 à 09:30 (heure de Bruxelles)",
+        "Où\u00a0: Loket Migratie, Woodrow Wilsonplein 1, 9000 Gent",
+        "Rendez-vous pour\u00a0: Carte d'identité enfant",
+        "Coût\u00a0: 8,50\u00a0€",
     ],
 }
 

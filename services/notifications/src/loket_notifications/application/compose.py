@@ -66,6 +66,7 @@ class Content:
     early: str | None = None
     actions: list[tuple[str, str]] = field(default_factory=list)
     footer_links: list[tuple[str, str]] = field(default_factory=list)
+    colon: str = ": "  # between a label and its value: French puts a (no-break) space before it
 
 
 _ENV = Environment(
@@ -204,6 +205,7 @@ class Composer:
             org=t("org"),
             signoff=t("signoff"),
             auto=t("auto"),
+            colon=t("colon"),
         )
         manage = self.manage_link(row.booking_id, contact) if row.booking_id else None
 
