@@ -21,7 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from loket_contracts.events import Localized
 from loket_runtime.catalogue import BRUSSELS, CatalogueView, local_day
-from loket_runtime.i18n import tr
+from loket_runtime.i18n import Text, tr
 
 
 class RuleViolation(ValueError):
@@ -287,7 +287,10 @@ def check_slot(view: CatalogueView, product_id: str, location_id: str, start: da
     day = local_day(start)
     closure = view.closure_on(location_id, day)
     if closure is not None:
-        raise RuleViolation("start", tr("the counter is closed that day (%(reason)s)", reason=closure.reason))
+        # The city's closing days are named by the catalogue's marked texts (a holiday's name), which
+        # the catalogues translate; an ad-hoc closure's reason is the admin's own words.
+        reason = closure.reason if closure.kind == "ad-hoc" else Text(closure.reason)
+        raise RuleViolation("start", tr("the counter is closed that day (%(reason)s)", reason=reason))
     end = start + timedelta(minutes=product.duration_minutes)
     for desk in view.desks_for(location_id, product_id):
         if any(h.start <= start and end <= h.end for h in view.desk_hours(desk.desk_id, day)):

@@ -240,16 +240,30 @@ def adhoc_closure_id(location_id: str | None, day: date) -> str:
 
 # Local government in Flanders also closes on these days (besides the public holidays).
 LOCAL_CLOSING_DAYS = (
-    (1, 2, "Day after New Year"),
-    (7, 11, "Flemish Community Day"),
-    (11, 2, "All Souls' Day"),
-    (11, 15, "King's Feast"),
-    (12, 26, "Boxing Day"),
+    (1, 2, tr("Day after New Year")),
+    (7, 11, tr("Flemish Community Day")),
+    (11, 2, tr("All Souls' Day")),
+    (11, 15, tr("King's Feast")),
+    (12, 26, tr("Boxing Day")),
 )
 # python-holidays lists Easter Sunday and Whit Sunday for Belgium; counters are closed on Sundays anyway.
 _SUNDAY_FEASTS = {"Easter Sunday", "Pentecost"}
-# The names residents and staff in Belgium know these days by.
-_NAMES = {"Pentecost Monday": "Whit Monday", "Labor Day": "Labour Day"}
+# The names residents and staff in Belgium know the public holidays by, by python-holidays' name.
+# A closing day's name is its closure's `reason`: marked here, so that a refusal that names it
+# (booking's "the counter is closed that day") can give it in the resident's language.
+_NAMES = {
+    "New Year's Day": tr("New Year's Day"),
+    "Easter Monday": tr("Easter Monday"),
+    "Labor Day": tr("Labour Day"),
+    "Ascension Day": tr("Ascension Day"),
+    "Pentecost Monday": tr("Whit Monday"),
+    "Whit Monday": tr("Whit Monday"),
+    "National Day": tr("National Day"),
+    "Assumption Day": tr("Assumption Day"),
+    "All Saints' Day": tr("All Saints' Day"),
+    "Armistice Day": tr("Armistice Day"),
+    "Christmas Day": tr("Christmas Day"),
+}
 
 
 def closing_days(year: int) -> list[tuple[date, str, str]]:
