@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := $(UV) run --frozen
 
-.PHONY: up down reset status test test-dates lint unit mutation contracts bench install browser
+.PHONY: up down reset status test test-dates lint unit mutation contracts bench install browser translations
 
 install:  ## install uv (if missing) and every Python dependency from the lock file
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -56,6 +56,15 @@ mutation: install  ## mutation testing of every domain module against its unit t
 
 contracts: install  ## regenerate JSON Schemas and the AsyncAPI document
 	$(PY) python -m loket_contracts.export
+
+# The texts the API answers with: message ids (`tr("...")`) extracted from the source into the
+# template, and the Dutch and French catalogues updated from it; translate what is new (msgstr ""
+# or fuzzy) and `make unit` tells when one is missing. Services compile the catalogues when they start.
+LOCALE := libs/runtime/src/loket_runtime/locale
+translations: install  ## extract the API's texts and update the nl and fr catalogues (docs/languages.md)
+	$(PY) pybabel extract --no-default-keywords -k tr --sort-by-file --project Loket --copyright-holder "City of Ghent" \
+	  -o $(LOCALE)/loket.pot libs/runtime/src services/*/src deploy/local/src
+	$(PY) pybabel update --ignore-obsolete --no-fuzzy-matching -D loket -i $(LOCALE)/loket.pot -d $(LOCALE)
 
 bench: install  ## benchmarks side by side with the baseline (see bench/README.md)
 	$(PY) python -m bench

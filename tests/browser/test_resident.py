@@ -43,7 +43,7 @@ def test_resident_books_in_dutch_and_cancels_from_the_manage_page(pages: Pages, 
     # The API's 422 names the field: its message is shown next to that field, and summarised.
     page.get_by_role("button", name="Afspraak bevestigen").click()
     field_error = page.locator("#f-person-national_number-field .field-error")
-    expect(field_error).to_contain_text("check digits")
+    expect(field_error).to_contain_text("de controlecijfers kloppen niet")  # in the page's language
     expect(page.get_by_label("Rijksregisternummer")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#error-summary")).to_be_focused()
     shot(page, "resident-2-validation")

@@ -56,9 +56,10 @@ def test_staff_sees_a_booking_live_and_handles_it(pages: Pages, live: RunningSta
     assert page.evaluate("window.__notReloaded === true"), "the agenda updated without a page reload"
     shot(page, "staff-3-booking-appeared")
 
-    # Check-in is refused this far ahead: the API's reason is shown on the card and announced.
+    # Check-in is refused this far ahead: the API's reason (in the page's language) is shown on the
+    # card and announced.
     card.get_by_role("button", name="Inchecken").click()
-    expect(card.locator(".appt-msg")).to_have_text("Check-in opens 10 minutes before the appointment.")
+    expect(card.locator(".appt-msg")).to_have_text("Aanmelden kan vanaf 10 minuten voor de afspraak.")
     expect(page.locator("#agenda-status")).to_contain_text("Niet mogelijk voor Oksana Kovalenko")
     expect(card).to_have_attribute("data-status", "confirmed")
     shot(page, "staff-4-check-in-refused")

@@ -19,6 +19,9 @@ from loket_runtime import clock
 
 _names = itertools.count(1)
 
+# The API answers in the language asked for, Dutch when none is (docs/languages.md): tests that
+# read its texts ask for the English ones.
+ENGLISH = {"Accept-Language": "en"}
 MAX_DAYS_AHEAD = 60  # the seed's booking window (every product's max_days_ahead)
 # Every day handed out, and the ones asked for with exclusive=True, per location: an exclusive day
 # is one no other test of this run books (a storm counts its free desks, an agenda its rows).

@@ -18,7 +18,7 @@ import pytest
 
 from loket_runtime import clock
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, wait_until
+from tests.e2e.helpers import ENGLISH, booking_body, wait_until
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 PRODUCT, LOCATION = "e2e-now", "e2e-lab"
@@ -28,7 +28,7 @@ NAME = {"nl": "Test", "en": "Test", "fr": "Test"}
 
 @pytest.fixture(scope="module")
 def lab(live: RunningStack) -> Iterator[dict[str, Any]]:
-    client = httpx.Client(base_url=live.base_url, timeout=30)
+    client = httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH)
     admin = {"Authorization": f"Bearer {live.token('admin')}"}
     today = clock.today()
     for path, body in (

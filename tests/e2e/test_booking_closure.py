@@ -6,11 +6,11 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day, wait_until
+from tests.e2e.helpers import ENGLISH, booking_body, free_slots, open_day, wait_until
 
 
 def test_a_closure_cancels_a_confirmed_booking(live: RunningStack) -> None:
-    client = httpx.Client(base_url=live.base_url, timeout=30)
+    client = httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH)
     location = "sc-sint-amandsberg"
     day = open_day(client, "residence-card", location, min_free=2, exclusive=True)
     slots = free_slots(client, "residence-card", location, day)

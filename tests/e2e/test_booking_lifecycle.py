@@ -20,12 +20,12 @@ import pytest
 
 from loket_runtime import clock
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, disjoint, free_slots, open_day, wait_until
+from tests.e2e.helpers import ENGLISH, booking_body, disjoint, free_slots, open_day, wait_until
 
 
 @pytest.fixture(scope="module")
 def client(live: RunningStack) -> httpx.Client:
-    return httpx.Client(base_url=live.base_url, timeout=30)
+    return httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH)
 
 
 def day_with_slots(
@@ -200,7 +200,7 @@ def test_the_same_idempotency_key_sent_twice_at_once_makes_one_booking(
     key = str(uuid.uuid4())
 
     def send() -> httpx.Response:
-        with httpx.Client(base_url=live.base_url, timeout=30) as c:
+        with httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH) as c:
             return c.post("/api/v1/bookings", json=body, headers={"Idempotency-Key": key, "Prefer": "wait=10"})
 
     answers = all_at_once(send, send, send)
@@ -281,7 +281,7 @@ def test_two_reschedules_of_one_booking_at_once_exactly_one_wins(live: RunningSt
         headers = auth(mine) | ({"If-Match": if_match} if if_match else {})
 
         def call() -> httpx.Response:
-            with httpx.Client(base_url=live.base_url, timeout=30) as c:
+            with httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH) as c:
                 return c.post(f"/api/v1/bookings/{mine['id']}/reschedule", headers=headers, json={"start": to})
 
         return call

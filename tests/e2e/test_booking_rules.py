@@ -13,6 +13,7 @@ import pytest
 from loket_runtime import clock
 from tests.conftest import RunningStack
 from tests.e2e.helpers import (
+    ENGLISH,
     MAX_DAYS_AHEAD,
     beyond_window,
     booking_body,
@@ -29,7 +30,7 @@ _phones = itertools.count(10)
 
 @pytest.fixture(scope="module")
 def client(live: RunningStack) -> httpx.Client:
-    return httpx.Client(base_url=live.base_url, timeout=30)
+    return httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH)
 
 
 def unique_phone() -> str:

@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, disjoint, free_slots, open_day, today, wait_until
+from tests.e2e.helpers import ENGLISH, booking_body, disjoint, free_slots, open_day, today, wait_until
 
 
 @pytest.fixture(scope="module")
 def client(live: RunningStack) -> httpx.Client:
-    return httpx.Client(base_url=live.base_url, timeout=30)
+    return httpx.Client(base_url=live.base_url, timeout=30, headers=ENGLISH)
 
 
 def uniq() -> str:

@@ -117,7 +117,11 @@ async def catalogue_env() -> AsyncIterator[Infra]:
         with clock.shifted(TODAY):
             async with (
                 app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalogue.test") as client,
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://catalogue.test",
+                    headers={"Accept-Language": "en"},
+                ) as client,
             ):
                 infra = Infra(client, pg.dsn("loket_catalogue"), broker.bootstrap, key)
                 for _ in range(200):  # the seed loads in a background task at start-up

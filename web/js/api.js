@@ -56,6 +56,11 @@ export async function api(path, { method = "GET", body, token, headers = {}, acc
 
 async function callOnce(path, { method, body, token, headers, accept, form, signal }) {
   const init = { method, headers: { Accept: "application/json, application/problem+json", ...headers }, signal };
+  // Problems come in the page's language (the <html lang> the app sets), not the browser's.
+  const pageLanguage = globalThis.document?.documentElement?.lang;
+  if (pageLanguage && !Object.keys(headers).some((k) => k.toLowerCase() === "accept-language")) {
+    init.headers["Accept-Language"] = pageLanguage;
+  }
   if (token) init.headers.Authorization = `Bearer ${token}`;
   if (form) {
     init.body = new URLSearchParams(form);

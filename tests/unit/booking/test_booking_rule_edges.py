@@ -327,3 +327,21 @@ def test_an_email_error_names_the_field_it_was_given_as() -> None:
     with pytest.raises(RuleViolation) as exc:
         normalise_email("not an address", field="contacts.1.email")
     assert exc.value.field == "contacts.1.email"
+
+
+def test_a_closed_day_is_named_in_the_resident_language_and_an_ad_hoc_reason_as_given() -> None:
+    v = every_day_view()
+    v.apply(
+        ev.ClosureDeclared(
+            closure_id="h", location_id=None, day=date(2026, 12, 7), kind="holiday", reason="Christmas Day"
+        )
+    )
+    v.apply(
+        ev.ClosureDeclared(closure_id="a", location_id=None, day=date(2026, 12, 8), kind="ad-hoc", reason="staking")
+    )
+    holiday = refused(at(date(2026, 12, 7), 9, 0), view=v).message
+    assert holiday == "the counter is closed that day (Christmas Day)"
+    assert holiday.in_language("fr") == "le guichet est fermé ce jour-là (Noël)"
+    assert holiday.in_language("nl") == "het loket is die dag gesloten (Kerstmis)"
+    ad_hoc = refused(at(date(2026, 12, 8), 9, 0), view=v).message
+    assert ad_hoc.in_language("fr") == "le guichet est fermé ce jour-là (staking)"

@@ -23,6 +23,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loket_runtime.i18n import Text, in_language, negotiate, tr
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -109,12 +111,13 @@ class TokenIssuer:
             # A form aiohttp cannot read (multipart without a boundary, bad encoding) is the client's fault.
             form = await request.post()
         except (ValueError, AssertionError, LookupError, UnicodeError) as exc:
-            return _problem(400, "Bad request", f"The body is not a form this endpoint reads: {exc}")
+            detail = tr("The body is not a form this endpoint reads (%(reason)s).", reason=type(exc).__name__)
+            return _problem(request, 400, tr("Bad request"), detail)
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
         valid_password = hmac.compare_digest(password.encode(errors="surrogatepass"), self.password.encode())
         if username not in DEMO_ACCOUNTS or not valid_password:
-            return _problem(401, "Unauthorized", "Unknown user name or wrong password.")
+            return _problem(request, 401, tr("Unauthorized"), tr("Unknown user name or wrong password."))
         return web.json_response(
             {
                 "access_token": self.issue(username),
@@ -140,9 +143,16 @@ class TokenIssuer:
         )
 
 
-def _problem(status: int, title: str, detail: str) -> web.Response:
+def _problem(request: web.Request, status: int, title: Text, detail: Text) -> web.Response:
+    """The gateway's own problem+json, in the request's language (the rule of `loket_runtime.i18n`)."""
+    language = negotiate(request.headers.get("Accept-Language"))
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return web.json_response(body, status=status, content_type="application/problem+json")
+    return web.json_response(
+        in_language(body, language),
+        status=status,
+        content_type="application/problem+json",
+        headers={"Content-Language": language},
+    )
 
 
 class Gateway:
@@ -178,7 +188,7 @@ class Gateway:
         ones (repeated ones too), and the answer's bytes untouched (a gzip answer stays gzip)."""
         base = self.upstream_for(request.path)
         if base is None:
-            return _problem(404, "Not found", f"No API at {request.path}.")
+            return _problem(request, 404, tr("Not found"), tr("No API at %(path)s.", path=request.path))
         assert self.session is not None
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
         headers += [("X-Forwarded-For", request.remote or ""), ("X-Forwarded-Proto", request.scheme)]
@@ -193,7 +203,12 @@ class Gateway:
                 timeout=UPSTREAM_TIMEOUT,
             )
         except aiohttp.ClientError as exc:
-            return _problem(502, "Service unavailable", f"The service behind {request.path} did not answer: {exc}")
+            detail = tr(
+                "The service behind %(path)s did not answer (%(reason)s); try again in a moment.",
+                path=request.path,
+                reason=type(exc).__name__,
+            )
+            return _problem(request, 502, tr("Service unavailable"), detail)
         try:
             out_headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
             length = upstream.content_length

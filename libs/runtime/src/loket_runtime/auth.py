@@ -14,7 +14,11 @@ import httpx
 import jwt
 from fastapi import Depends, Request
 
+from loket_runtime.i18n import tr
+from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,12 @@ class Principal:
 
     def require_location(self, location_id: str) -> None:
         if not self.may_act_at(location_id):
-            raise Problem(403, "Forbidden", f"You have no access to location {location_id!r}.", "forbidden")
+            raise Problem(
+                403,
+                tr("Forbidden"),
+                tr("You have no access to location %(location)s.", location=location_id),
+                "forbidden",
+            )
 
 
 class JwtVerifier:
@@ -54,22 +63,33 @@ class JwtVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise _unauthorized("The bearer token is not a JWT.") from exc
+            raise _unauthorized(tr("The bearer token is not a JWT.")) from exc
         kid = header.get("kid", "")
         if kid not in self._keys or time.monotonic() - self._fetched_at > self.cache_seconds:
             try:
                 await self._refresh()
             except (httpx.HTTPError, jwt.PyJWTError) as exc:
-                raise Problem(503, "Auth unavailable", f"Cannot fetch the issuer's keys: {exc}") from exc
+                log.warning("the issuer's keys cannot be fetched", url=self.jwks_url, error=repr(exc)[:300])
+                raise Problem(
+                    503,
+                    tr("Sign-in unavailable"),
+                    tr("Signing in cannot be checked for now; try again in a moment."),
+                    "unavailable",
+                    headers={"Retry-After": "5"},
+                ) from exc
         key = self._keys.get(kid)
         if key is None:
-            raise _unauthorized("The token was signed with an unknown key.")
+            raise _unauthorized(tr("The token was signed with an unknown key."))
         try:
             claims = jwt.decode(
                 token, key=key, algorithms=["RS256", "ES256"], audience=self.audience, issuer=self.issuer
             )
+        except jwt.ExpiredSignatureError as exc:
+            raise _unauthorized(tr("The token has expired: sign in again.")) from exc
         except jwt.PyJWTError as exc:
-            raise _unauthorized(f"The token is not valid: {exc}.") from exc
+            raise _unauthorized(
+                tr("The token is not valid (%(reason)s): sign in again.", reason=type(exc).__name__)
+            ) from exc
         return Principal(
             subject=str(claims.get("sub", "")),
             roles=frozenset(claims.get("roles", [])),
@@ -78,7 +98,7 @@ class JwtVerifier:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "Unauthorized", detail, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    return Problem(401, tr("Unauthorized"), detail, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
 async def current_principal(request: Request) -> Principal:
@@ -86,14 +106,15 @@ async def current_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("Sign in: this endpoint needs a bearer token.")
+        raise _unauthorized(tr("Sign in: this endpoint needs a bearer token."))
     return await verifier.verify(token.strip())
 
 
 def require_role(*roles: str) -> Any:
     async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.roles & set(roles):
-            raise Problem(403, "Forbidden", f"This needs the role {' or '.join(roles)}.", "forbidden")
+            needed = tr("This needs one of these roles: %(roles)s.", roles=", ".join(roles))
+            raise Problem(403, tr("Forbidden"), needed, "forbidden")
         return principal
 
     return Depends(dependency)

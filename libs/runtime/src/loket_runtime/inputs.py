@@ -26,7 +26,11 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loket_runtime.i18n import Text, tr
+from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem, problem_response
+
+log = get_logger(__name__)
 
 MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2999, 12, 31)
@@ -36,15 +40,19 @@ BIGINT_MAX = 2**63 - 1
 UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
-def unstorable(text: str) -> str | None:
+def unstorable(text: str) -> Text | None:
     """Why `text` cannot be stored or shown (the first offending character), or None."""
     found = UNSTORABLE.search(text)
-    return None if found is None else f"contains a character that cannot be stored or shown (U+{ord(found[0]):04X})"
+    if found is None:
+        return None
+    return tr("contains a character that cannot be stored or shown (U+%(code)s)", code=f"{ord(found[0]):04X}")
 
 
 def _within_calendar(day: date) -> date:
     if not MIN_DAY <= day <= MAX_DAY:
-        raise ValueError(f"must be between {MIN_DAY.isoformat()} and {MAX_DAY.isoformat()}")
+        raise ValueError(
+            tr("must be between %(first)s and %(last)s", first=MIN_DAY.isoformat(), last=MAX_DAY.isoformat())
+        )
     return day
 
 
@@ -61,7 +69,7 @@ def _first_unstorable(value: Any, path: list[str]) -> tuple[str, str] | None:
         for key, item in value.items():
             reason = unstorable(key)
             if reason:
-                return (".".join(path) or "body", "a member's name " + reason)
+                return (".".join(path) or "body", tr("a member's name %(reason)s", reason=reason))
             found = _first_unstorable(item, [*path, key])
             if found:
                 return found
@@ -86,7 +94,7 @@ class RefuseUnstorableText:
             return
         found = self._in_url(scope)
         if found is not None:
-            await problem_response(field_problem(*found))(scope, receive, send)
+            await problem_response(field_problem(*found), Request(scope))(scope, receive, send)
             return
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
@@ -107,7 +115,7 @@ class RefuseUnstorableText:
                 break
         found = self._in_body(body)
         if found is not None:
-            await problem_response(field_problem(*found))(scope, receive, send)
+            await problem_response(field_problem(*found), Request(scope))(scope, receive, send)
             return
 
         async def replay() -> Message:
@@ -121,7 +129,7 @@ class RefuseUnstorableText:
         for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
             reason = unstorable(name)
             if reason:
-                return ("query", "a parameter's name " + reason)
+                return ("query", tr("a parameter's name %(reason)s", reason=reason))
             reason = unstorable(value)
             if reason:
                 return (name, reason)
@@ -140,16 +148,19 @@ class RefuseUnstorableText:
         try:
             return _first_unstorable(document, [])
         except RecursionError:
-            return ("body", "is nested too deeply")
+            return ("body", tr("is nested too deeply"))
 
 
 def install_input_guards(app: FastAPI) -> None:
     """The middleware above, and the last-resort 422 for data the database or date arithmetic refuses."""
     app.add_middleware(RefuseUnstorableText)
 
-    async def _refused_data(_: Request, exc: Exception) -> JSONResponse:
+    async def _refused_data(request: Request, exc: Exception) -> JSONResponse:
+        # What the database or Python says is for the log; the person asking reads that a value cannot be used.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return problem_response(Problem(422, "Invalid request", f"A value cannot be used: {message}", "validation"))
+        log.info("a value was refused as data", path=request.url.path, error=message[:300])
+        problem = Problem(422, tr("Invalid request"), tr("A value in this request cannot be used."), "validation")
+        return problem_response(problem, request)
 
     app.add_exception_handler(asyncpg.DataError, _refused_data)
     app.add_exception_handler(OverflowError, _refused_data)

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer, TopicPartition
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -274,7 +274,7 @@ class LimitBody:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-            await problem_response(too_large(int(declared), self.max_bytes))(scope, receive, send)
+            await problem_response(too_large(int(declared), self.max_bytes), Request(scope))(scope, receive, send)
             return
         received = 0
 

@@ -40,6 +40,7 @@ from loket_contracts.ids import new_event_id
 from loket_runtime.catalogue import CatalogueView, local, local_day
 from loket_runtime.consumer import Delivery, HandlerContext, PoisonMessage
 from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.i18n import tr
 from loket_runtime.notify import notify, notify_many
 
 DECIDED_CHANNEL = "loket_booking_decided"
@@ -116,7 +117,7 @@ class BookingService:
             number = parse_national_number(cmd.national_number)
             private["national_number"] = number.digits
             if birth is not None and number.birth_date is not None and birth != number.birth_date:
-                raise RuleViolation("person.birth_date", "does not match the birth date in the national number")
+                raise RuleViolation("person.birth_date", tr("does not match the birth date in the national number"))
             birth = birth or number.birth_date
         if cmd.email:
             private["email"] = normalise_email(cmd.email, smtputf8=self.policy.smtputf8)
@@ -124,9 +125,9 @@ class BookingService:
             private["phone"] = normalise_phone(cmd.phone)
         check_contact(cmd.email, cmd.phone, product.requires_confirmation)
         if birth is not None and birth > local_day(now):
-            raise RuleViolation("person.birth_date", "lies in the future")
+            raise RuleViolation("person.birth_date", tr("lies in the future"))
         check_eligibility(
-            cmd.product, product.eligibility, birth, local_day(cmd.start), cmd.location, cmd.applied_at_location
+            product.name, product.eligibility, birth, local_day(cmd.start), cmd.location, cmd.applied_at_location
         )
         if birth is not None:
             private["birth_date"] = birth.isoformat()
@@ -191,7 +192,10 @@ class BookingService:
         if active >= limit:
             raise RuleViolation(
                 "person",
-                f"this person already has an active booking for {cmd.product}; cancel or reschedule that one instead",
+                tr(
+                    "this person already has an active booking for %(product)s; cancel or reschedule that one instead",
+                    product=self.view.products[cmd.product].name,
+                ),
             )
         person_key = self.person_key(person, legacy_key, namesakes.recent)
         booking = Booking(

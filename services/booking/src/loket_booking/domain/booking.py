@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loket_contracts import events as ev
+from loket_runtime.i18n import Text, tr
 
 ACTIVE = ("requested", "held", "confirmed")
 # Told to a resident whose booking a catalogue change cancelled when the admin gave no reason.
@@ -31,9 +32,28 @@ def told(reason: ev.Localized | None, language: str) -> str:
     return str(getattr(reason, language, reason.nl))
 
 
+# A status as the refusals below say it ("This booking is cancelled"); the English is the status's own name.
+STATUS_SAID: dict[str, Text] = {
+    "new": tr("new"),
+    "requested": tr("requested"),
+    "held": tr("held"),
+    "confirmed": tr("confirmed"),
+    "rejected": tr("rejected"),
+    "expired": tr("expired"),
+    "cancelled": tr("cancelled"),
+    "checked_in": tr("checked in"),
+    "no_show": tr("no show"),
+    "completed": tr("completed"),
+}
+
+
 class TransitionRefused(Exception):
+    """A command the booking's state does not allow; `message` is a `Text` for the person asking,
+    `code` the problem type the API answers with."""
+
     def __init__(self, message: str, code: str = "transition-refused", status: str | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.code = code
         self.status = status  # the booking's status when the refused transition was asked for
 
@@ -58,8 +78,8 @@ class Booking:
     alternatives: list[ev.Slot] = field(default_factory=list)  # offered with the rejection
 
     @property
-    def _said(self) -> str:
-        return self.status.replace("_", " ")
+    def _said(self) -> Text:
+        return STATUS_SAID[self.status]
 
     # --- folding events ------------------------------------------------------------------
 
@@ -220,23 +240,30 @@ class Booking:
         if self.status == "confirmed":
             return []
         if self.status != "held":
-            raise TransitionRefused(f"This booking is {self._said}: it cannot be confirmed.", status=self.status)
+            raise TransitionRefused(
+                tr("This booking is %(status)s: it cannot be confirmed.", status=self._said), status=self.status
+            )
         assert self.hold_expires_at is not None and self.desk_id is not None
         if now >= self.hold_expires_at:
-            raise TransitionRefused("The time to confirm has run out; the slot was released.", "hold-expired")
+            raise TransitionRefused(tr("The time to confirm has run out; the slot was released."), "hold-expired")
         return [self._confirmed(self.desk_id, "resident")]
 
     def cancel(self, by: str, reason: str, now: datetime, resident_deadline: timedelta) -> list[ev.Event]:
         if self.status == "cancelled":
             return []
         if self.status not in ACTIVE:
-            raise TransitionRefused(f"This booking is {self._said}: it cannot be cancelled.", status=self.status)
+            raise TransitionRefused(
+                tr("This booking is %(status)s: it cannot be cancelled.", status=self._said), status=self.status
+            )
         assert self.start is not None and self.end is not None
         if by == "resident" and now > self.start - resident_deadline:
             hours = resident_deadline.total_seconds() / 3600
             raise TransitionRefused(
-                f"Online cancellation closes {hours:g} hours before the appointment; "
-                "please call or e-mail the counter.",
+                tr(
+                    "Online cancellation closes %(hours)s hours before the appointment; "
+                    "please call or e-mail the counter.",
+                    hours=f"{hours:g}",
+                ),
                 "cancel-deadline",
             )
         return [
@@ -258,14 +285,16 @@ class Booking:
         self, request_id: str, new_start: datetime, new_end: datetime, now: datetime, resident_deadline: timedelta
     ) -> list[ev.Event]:
         if self.status not in ("held", "confirmed"):
-            raise TransitionRefused(f"This booking is {self._said}: it cannot be rescheduled.", status=self.status)
+            raise TransitionRefused(
+                tr("This booking is %(status)s: it cannot be rescheduled.", status=self._said), status=self.status
+            )
         if self.pending_reschedule is not None:
-            raise TransitionRefused("Another reschedule of this booking is being decided.", "reschedule-pending")
+            raise TransitionRefused(tr("Another reschedule of this booking is being decided."), "reschedule-pending")
         assert self.start is not None
         if now > self.start - resident_deadline:
-            raise TransitionRefused("Online rescheduling closes before the appointment.", "cancel-deadline")
+            raise TransitionRefused(tr("Online rescheduling closes before the appointment."), "cancel-deadline")
         if new_start == self.start:
-            raise TransitionRefused("The booking is already at that time.", "same-time")
+            raise TransitionRefused(tr("The booking is already at that time."), "same-time")
         return [
             ev.RescheduleRequested(
                 booking_id=self.id,
@@ -284,15 +313,20 @@ class Booking:
         if self.status == outcome:
             return []
         if self.status not in allowed[outcome]:
-            raise TransitionRefused(
-                f"This booking is {self._said}: it cannot be marked {outcome.replace('_', ' ')}.", status=self.status
-            )
+            refusals = {
+                "checked_in": tr("This booking is %(status)s: it cannot be marked checked in.", status=self._said),
+                "no_show": tr("This booking is %(status)s: it cannot be marked no show.", status=self._said),
+                "completed": tr("This booking is %(status)s: it cannot be marked completed.", status=self._said),
+            }
+            raise TransitionRefused(refusals[outcome], status=self.status)
         assert self.start is not None
         if outcome == "checked_in" and now < self.start - checkin_early:
             minutes = int(checkin_early.total_seconds() // 60)
-            raise TransitionRefused(f"Check-in opens {minutes} minutes before the appointment.", "too-early")
+            raise TransitionRefused(
+                tr("Check-in opens %(minutes)s minutes before the appointment.", minutes=minutes), "too-early"
+            )
         if outcome == "no_show" and now < self.start:
-            raise TransitionRefused("A resident can only be marked absent after the start time.", "too-early")
+            raise TransitionRefused(tr("A resident can only be marked absent after the start time."), "too-early")
         return [
             ev.AttendanceRecorded(
                 booking_id=self.id, location_id=self.location_id, start=self.start, outcome=outcome, by=by

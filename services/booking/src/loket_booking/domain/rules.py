@@ -2,7 +2,8 @@
 and the slot grid.
 
 Each failed rule raises `RuleViolation(field, message)`, which the API turns into a 422 naming
-the field (e.g. `person.national_number`).
+the field (e.g. `person.national_number`); the message is a `Text` (`tr`), which the answer gives
+in the resident's language, and names a product by its name, never by its id.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from datetime import date, datetime, timedelta
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from loket_contracts.events import Localized
 from loket_runtime.catalogue import BRUSSELS, CatalogueView, local_day
+from loket_runtime.i18n import Text, tr
 
 
 class RuleViolation(ValueError):
+    """`field` is machine-readable (the request's path, e.g. `contact.email`); `message` is a `Text`."""
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
@@ -44,14 +49,14 @@ def parse_national_number(raw: str, field: str = "person.national_number") -> Na
     """Belgian national register (or BIS) number: 11 digits YYMMDDSSSCC with a mod-97 checksum."""
     digits = "".join(ch for ch in raw if ch.isdigit())
     if len(digits) != 11 or any(ch not in "0123456789.- " for ch in raw):
-        raise RuleViolation(field, "must be 11 digits, e.g. 85.07.30-033.28")
+        raise RuleViolation(field, tr("must be 11 digits, e.g. 85.07.30-033.28"))
     base, check = int(digits[:9]), int(digits[9:])
     if 97 - base % 97 == check:
         century = 1900
     elif 97 - (2_000_000_000 + base) % 97 == check:
         century = 2000
     else:
-        raise RuleViolation(field, "the check digits do not match: please check the number")
+        raise RuleViolation(field, tr("the check digits do not match: please check the number"))
     yy, mm, dd = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
     bis = mm >= 20
     if mm >= 40:
@@ -60,13 +65,13 @@ def parse_national_number(raw: str, field: str = "person.national_number") -> Na
         mm -= 20
     serial = int(digits[6:9])
     if serial in (0, 998, 999) and not bis:
-        raise RuleViolation(field, "the serial part is out of range")
+        raise RuleViolation(field, tr("the serial part is out of range"))
     birth: date | None = None
     if mm and dd:  # an unknown month or day is written as 00
         try:
             birth = date(century + yy, mm, dd)
         except ValueError as exc:
-            raise RuleViolation(field, "the birth date in the number does not exist") from exc
+            raise RuleViolation(field, tr("the birth date in the number does not exist")) from exc
     return NationalNumber(digits, birth, bis)
 
 
@@ -75,9 +80,9 @@ def normalise_phone(raw: str, field: str = "contact.phone") -> str:
     try:
         number = phonenumbers.parse(raw, "BE")
     except phonenumbers.NumberParseException as exc:
-        raise RuleViolation(field, "not a phone number; use e.g. +32 470 12 34 56") from exc
+        raise RuleViolation(field, tr("not a phone number; use e.g. +32 470 12 34 56")) from exc
     if not phonenumbers.is_valid_number(number):
-        raise RuleViolation(field, "not a valid phone number; use e.g. +32 470 12 34 56")
+        raise RuleViolation(field, tr("not a valid phone number; use e.g. +32 470 12 34 56"))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -91,12 +96,14 @@ def normalise_email(raw: str, field: str = "contact.email", *, smtputf8: bool = 
     try:
         address = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise RuleViolation(field, str(exc)) from exc
+        raise RuleViolation(field, tr("not a valid e-mail address; use e.g. name@example.org")) from exc
     if address.smtputf8 and not smtputf8:
         raise RuleViolation(
             field,
-            "our mail server cannot deliver to an address with accents or other non-ASCII characters"
-            " before the @; give another address",
+            tr(
+                "our mail server cannot deliver to an address with accents or other non-ASCII characters"
+                " before the @; give another address"
+            ),
         )
     return address.normalized
 
@@ -223,12 +230,14 @@ def check_contact(email: str | None, phone: str | None, requires_confirmation: b
     reach the resident; a product that must be confirmed needs an e-mail address, because the
     confirm link goes by e-mail and a hold nobody can confirm only expires."""
     if not email and not phone:
-        raise RuleViolation("contact", "give an e-mail address or a phone number so we can reach you")
+        raise RuleViolation("contact", tr("give an e-mail address or a phone number so we can reach you"))
     if requires_confirmation and not email:
         raise RuleViolation(
             "contact.email",
-            "this appointment must be confirmed with a link we send by e-mail: give an e-mail address"
-            " (a phone number alone cannot receive it)",
+            tr(
+                "this appointment must be confirmed with a link we send by e-mail: give an e-mail address"
+                " (a phone number alone cannot receive it)"
+            ),
         )
 
 
@@ -237,50 +246,66 @@ def age_on(birth: date, day: date) -> int:
 
 
 def check_eligibility(
-    product_id: str,
+    product: str | Localized,
     eligibility: Mapping[str, object],
     birth: date | None,
     appointment: date,
     location_id: str,
     applied_at: str | None,
 ) -> None:
+    """The product's eligibility rules (`max_age_years`, `same_location_as_application`) hold for
+    the person; `product` is its name as the resident reads it (a catalogue `Localized`)."""
     max_age = eligibility.get("max_age_years")
     if isinstance(max_age, int):
         if birth is None:
-            raise RuleViolation("person.birth_date", f"{product_id} needs the child's birth date")
+            raise RuleViolation("person.birth_date", tr("%(product)s needs the child's birth date", product=product))
         if age_on(birth, appointment) >= max_age:
             raise RuleViolation(
-                "person.birth_date", f"{product_id} is for a child under {max_age} on the day of the appointment"
+                "person.birth_date",
+                tr(
+                    "%(product)s is for a child under %(age)s on the day of the appointment",
+                    product=product,
+                    age=max_age,
+                ),
             )
     if eligibility.get("same_location_as_application") and applied_at and applied_at != location_id:
-        raise RuleViolation("location", f"pick the card up where you applied for it: {applied_at}")
+        raise RuleViolation(
+            "location", tr("pick the card up where you applied for it: %(location)s", location=applied_at)
+        )
 
 
 def check_slot(view: CatalogueView, product_id: str, location_id: str, start: datetime, now: datetime) -> datetime:
     """The product, location and start time make a bookable slot; returns the end."""
     product = view.products.get(product_id)
     if product is None:
-        raise RuleViolation("product", f"unknown product {product_id!r}")
+        raise RuleViolation("product", tr("unknown product %(product)r", product=product_id))
     location = view.locations.get(location_id)
     if location is None:
-        raise RuleViolation("location", f"unknown location {location_id!r}")
+        raise RuleViolation("location", tr("unknown location %(location)r", location=location_id))
     if product_id not in location.products:
-        raise RuleViolation("location", f"{location.name} does not offer {product_id}")
+        raise RuleViolation(
+            "location", tr("%(location)s does not offer %(product)s", location=location.name, product=product.name)
+        )
     if start.tzinfo is None:
-        raise RuleViolation("start", "give the time with its offset, e.g. 2026-12-01T09:00:00+01:00")
+        raise RuleViolation("start", tr("give the time with its offset, e.g. 2026-12-01T09:00:00+01:00"))
     wall = start.astimezone(BRUSSELS)
     if wall.second or wall.microsecond or (wall.hour * 60 + wall.minute) % location.slot_grid_minutes:
-        raise RuleViolation("start", f"appointments start on a {location.slot_grid_minutes}-minute grid")
+        raise RuleViolation(
+            "start", tr("appointments start on a %(minutes)s-minute grid", minutes=location.slot_grid_minutes)
+        )
     if start < now + timedelta(hours=product.min_notice_hours):
-        raise RuleViolation("start", f"book at least {product.min_notice_hours} hours ahead")
+        raise RuleViolation("start", tr("book at least %(hours)s hours ahead", hours=product.min_notice_hours))
     if local_day(start) > local_day(now) + timedelta(days=product.max_days_ahead):
-        raise RuleViolation("start", f"book at most {product.max_days_ahead} days ahead")
+        raise RuleViolation("start", tr("book at most %(days)s days ahead", days=product.max_days_ahead))
     day = local_day(start)
     closure = view.closure_on(location_id, day)
     if closure is not None:
-        raise RuleViolation("start", f"the counter is closed that day ({closure.reason})")
+        # The city's closing days are named by the catalogue's marked texts (a holiday's name), which
+        # the catalogues translate; an ad-hoc closure's reason is the admin's own words.
+        reason = closure.reason if closure.kind == "ad-hoc" else Text(closure.reason)
+        raise RuleViolation("start", tr("the counter is closed that day (%(reason)s)", reason=reason))
     end = start + timedelta(minutes=product.duration_minutes)
     for desk in view.desks_for(location_id, product_id):
         if any(h.start <= start and end <= h.end for h in view.desk_hours(desk.desk_id, day)):
             return end
-    raise RuleViolation("start", "outside the opening hours for this product")
+    raise RuleViolation("start", tr("outside the opening hours for this product"))

@@ -26,7 +26,7 @@ from loket_booking.application.service import (
     token_matches,
 )
 from loket_booking.application.stranded import stranded_handlers
-from loket_booking.domain.booking import Booking
+from loket_booking.domain.booking import STATUS_SAID, Booking
 from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
@@ -35,6 +35,7 @@ from loket_runtime import clock, ical
 from loket_runtime.auth import Principal, current_principal, require_role
 from loket_runtime.catalogue import BRUSSELS, CatalogueView
 from loket_runtime.eventstore import ConcurrencyError
+from loket_runtime.i18n import prefer_language, tr
 from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.memo import memoized
@@ -166,7 +167,8 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         row = await service.repo.row(runtime.pool, booking_id)
         # The same 404 for an unknown booking and a wrong token: existence does not leak.
         if row is None or not token_matches(presented_token(request, token), row["token_hash"]):
-            raise Problem(404, "Not found", "No booking with this id and token.", "not-found")
+            raise Problem(404, tr("Not found"), tr("No booking with this id and token."), "not-found")
+        prefer_language(request, row["language"])  # a manage link speaks the booking's language
         return row
 
     def view_of(booking: Booking, row: asyncpg.Record) -> dict[str, Any]:
@@ -221,15 +223,15 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         except PreconditionFailed as exc:
             raise Problem(
                 412,
-                "Booking changed",
-                "The booking changed since you loaded it (If-Match); reload it and try again.",
+                tr("Booking changed"),
+                tr("The booking changed since you loaded it (If-Match); reload it and try again."),
                 "precondition-failed",
             ) from exc
         except TransitionRefused as exc:
             extra = {"booking_status": exc.status} if exc.status else {}
-            raise Problem(409, "Not possible now", str(exc), exc.code, **extra) from exc
+            raise Problem(409, tr("Not possible now"), exc.message, exc.code, **extra) from exc
         except ConcurrencyError as exc:
-            raise Problem(409, "Busy", "The booking changed meanwhile; try again.", "conflict") from exc
+            raise Problem(409, tr("Busy"), tr("The booking changed meanwhile; try again."), "conflict") from exc
 
     async def wait_for(booking_id: str, seconds: float, done: Any, undecided: bool = False) -> Booking | None:
         """The booking once `done(booking)` holds, or as it stands after `seconds`. `undecided`: the
@@ -258,20 +260,20 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     def slot_gone(
         reason: str | None, alternatives: list[ev.Slot], headers: dict[str, str] | None = None, **extra: Any
-    ) -> JSONResponse:
+    ) -> Problem:
         """409: the start is not free (any more), with the nearest free ones (`[{start, end, location}]`)."""
-        body = Problem(
+        return Problem(
             409,
-            "Slot not available",
-            "That time is no longer free; here are the nearest free ones.",
+            tr("Slot not available"),
+            tr("That time is no longer free; here are the nearest free ones."),
             "slot-unavailable",
+            headers=headers,
             **extra,
             reason=reason,
             alternatives=[
                 {"start": brussels(a.start), "end": brussels(a.end), "location": a.location_id} for a in alternatives
             ],
-        ).body()
-        return JSONResponse(body, status_code=409, media_type="application/problem+json", headers=headers)
+        )
 
     # --- residents ------------------------------------------------------------------------
 
@@ -288,11 +290,13 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     )
     async def create_booking(
         body: BookingIn,
+        request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
         prefer: Annotated[str | None, Header()] = None,
         x_correlation_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         now = clock.now()
+        prefer_language(request, body.language)  # without Accept-Language, the booking's language
         cmd = NewBooking(
             product=body.product,
             location=body.location,
@@ -316,7 +320,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             ):
                 # The allocator already declared this start full: its answer again, and nothing stored.
                 KNOWN_FULL.inc()
-                return slot_gone("slot-taken", alternatives)
+                raise slot_gone("slot-taken", alternatives)
             accepted = await intake.submit(
                 BookingRequest(cmd, validated, now, x_correlation_id, idempotency_key, fingerprint)
             )
@@ -324,7 +328,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             raise field_problem(exc.field, exc.message) from exc
         except IdempotencyKeyReused as exc:
             raise field_problem(
-                "Idempotency-Key", "was used before with a different body", "Idempotency-Key reused"
+                "Idempotency-Key", tr("was used before with a different body"), tr("Idempotency-Key reused")
             ) from exc
         # The transaction is over: waiting for the decision holds no connection.
         return await answer(
@@ -351,7 +355,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         if booking.status == "rejected":
             rejected = next((h for h in reversed(booking.history) if h["event"] == "booking-rejected"), {})
             # the resident may still view the rejected booking with its token
-            return slot_gone(
+            raise slot_gone(
                 rejected.get("reason"),
                 booking.alternatives,
                 headers,
@@ -405,7 +409,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             principal = await current_principal(request)
             row = await staff_row(principal, booking_id)
             if body is None or not body.reason:
-                raise field_problem("reason", "staff give the reason of a cancellation (the resident is told)")
+                raise field_problem("reason", tr("staff give the reason of a cancellation (the resident is told)"))
             reason = body.reason
             booking = await run_command(
                 booking_id, lambda b: b.cancel("staff", reason, clock.now(), timedelta(0)), request
@@ -461,15 +465,14 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             {},
         )
         if outcome.get("event") == "reschedule-rejected":
-            body_ = Problem(
+            raise Problem(
                 409,
-                "New time not available",
-                "The new time is taken; your booking keeps its old time.",
+                tr("New time not available"),
+                tr("The new time is taken; your booking keeps its old time."),
                 "slot-unavailable",
                 booking=result,
                 reason=outcome.get("reason"),
-            ).body()
-            return JSONResponse(body_, status_code=409, media_type="application/problem+json")
+            )
         return JSONResponse(result, status_code=200)
 
     @app.get("/api/v1/bookings/{booking_id}/calendar.ics", tags=["bookings"], summary="The appointment as iCalendar")
@@ -484,8 +487,11 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         if state is None:
             raise Problem(
                 409,
-                "Not possible now",
-                f"This booking is {booking.status}: it is not decided yet, so there is no appointment to add.",
+                tr("Not possible now"),
+                tr(
+                    "This booking is %(status)s: it is not decided yet, so there is no appointment to add.",
+                    status=STATUS_SAID[booking.status],
+                ),
                 "transition-refused",
                 booking_status=booking.status,
             )
@@ -513,10 +519,10 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     async def staff_row(principal: Principal, booking_id: str) -> asyncpg.Record:
         if not principal.roles & {"staff", "admin"}:
-            raise Problem(403, "Forbidden", "This needs the role staff.", "forbidden")
+            raise Problem(403, tr("Forbidden"), tr("This needs the role staff."), "forbidden")
         row = await service.repo.row(runtime.pool, booking_id)
         if row is None:
-            raise Problem(404, "Not found", f"No booking {booking_id}.", "not-found")
+            raise Problem(404, tr("Not found"), tr("No booking %(booking)s.", booking=booking_id), "not-found")
         principal.require_location(row["location_id"])
         return row
 
@@ -554,7 +560,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     async def erase_person(booking_id: str, principal: Annotated[Principal, require_role("ops", "admin")]) -> Response:
         row = await service.repo.row(runtime.pool, booking_id)
         if row is None:
-            raise Problem(404, "Not found", f"No booking {booking_id}.", "not-found")
+            raise Problem(404, tr("Not found"), tr("No booking %(booking)s.", booking=booking_id), "not-found")
         async with runtime.pool.acquire() as conn, conn.transaction():
             erased = await service.private.erase_person(conn, row["person_key"])
         log.info("person erased", booking_id=booking_id, by=principal.subject, had_key=erased)
@@ -565,11 +571,11 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     @app.get("/internal/bookings/{booking_id}/contact", include_in_schema=False)
     async def contact(booking_id: str, x_internal_token: Annotated[str, Header()] = "") -> dict[str, Any]:
         if not hmac.compare_digest(x_internal_token.encode(), settings.internal_token.encode()):
-            raise Problem(403, "Forbidden", "Internal endpoint.")
+            raise Problem(403, tr("Forbidden"), tr("Internal endpoint."))
         row = await service.repo.row(runtime.pool, booking_id)
         private = await service.private.load(runtime.pool, booking_id) if row else None
         if row is None or private is None:
-            raise Problem(404, "Not found", "No contact details (unknown booking or erased).")
+            raise Problem(404, tr("Not found"), tr("No contact details (unknown booking or erased)."))
         token = private["manage_token"]
         base = settings.public_base_url
         return {

@@ -32,6 +32,7 @@ from loket_runtime import clock
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.catalogue import CATALOGUE_VIEW_GROUP
 from loket_runtime.db import connect
+from loket_runtime.i18n import tr
 from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -296,12 +297,12 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         """For the catalogue: the active bookings these catalogue changes would leave outside the
         catalogue, and where each could move (a dry run on a copy of the view; writes nothing)."""
         if not hmac.compare_digest(x_internal_token.encode(), settings.internal_token.encode()):
-            raise Problem(404, "Not found", "No such route.")
+            raise Problem(404, tr("Not found"), tr("There is nothing at this address."))
         changes = []
         for change in body.changes:
             model = EVENT_TYPES.get(change.type)
             if model is None:
-                raise field_problem("changes", f"unknown event type {change.type!r}")
+                raise field_problem("changes", tr("unknown event type %(type)r", type=change.type))
             changes.append(model.model_validate(change.data))
         found = await dry_run(runtime.pool, view, changes, clock.now())
         return {"bookings": stranded_out(found, body.action)}
@@ -325,13 +326,13 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         location: str | None = None,
     ) -> Response:
         if product not in view.products:
-            raise field_problem("product", f"unknown product {product!r}")
+            raise field_problem("product", tr("unknown product %(product)r", product=product))
         if location is not None and location not in view.locations:
-            raise field_problem("location", f"unknown location {location!r}")
+            raise field_problem("location", tr("unknown location %(location)r", location=location))
         if to < from_:
-            raise field_problem("to", "must not be before from")
+            raise field_problem("to", tr("must not be before from"))
         if (to - from_).days >= settings.max_availability_days:
-            raise field_problem("to", f"ask for at most {settings.max_availability_days} days at once")
+            raise field_problem("to", tr("ask for at most %(days)s days at once", days=settings.max_availability_days))
         locations = (
             [location]
             if location
@@ -357,10 +358,10 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         as_of: datetime | None = None,
     ) -> dict[str, object]:
         if location not in view.locations:
-            raise Problem(404, "Not found", f"No location {location!r}.")
+            raise Problem(404, tr("Not found"), tr("No location %(location)r.", location=location))
         principal.require_location(location)
         if as_of is not None and as_of.tzinfo is None:
-            raise field_problem("as_of", "give an instant with its offset, e.g. 2026-12-01T10:00:00+01:00")
+            raise field_problem("as_of", tr("give an instant with its offset, e.g. 2026-12-01T10:00:00+01:00"))
         rows = await agenda_rows(runtime.pool, location, date_, as_of)
         desks: dict[str, list[dict[str, object]]] = {
             d.desk_id: [] for d in sorted(view.desks.values(), key=lambda d: d.desk_id) if d.location_id == location
@@ -394,7 +395,7 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         principal: Annotated[Principal, require_role("staff", "ops", "admin")],
     ) -> EventSourceResponse:
         if location not in view.locations:
-            raise Problem(404, "Not found", f"No location {location!r}.")
+            raise Problem(404, tr("Not found"), tr("No location %(location)r.", location=location))
         principal.require_location(location)
         queue: asyncio.Queue[str] = asyncio.Queue()
         listeners.add(queue)

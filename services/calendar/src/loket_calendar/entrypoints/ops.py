@@ -13,6 +13,7 @@ from loket_calendar.adapters import kafka_ops
 from loket_calendar.application import ops
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.catalogue import CATALOGUE_VIEW_GROUP
+from loket_runtime.i18n import tr
 from loket_runtime.inputs import RowId
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -60,10 +61,13 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         try:
             await kafka_ops.delete_consumer_group(runtime.settings.kafka_bootstrap, group)
         except kafka_ops.GroupNotFound as exc:
-            raise Problem(404, "Not found", f"No consumer group {group!r}.") from exc
+            raise Problem(404, tr("Not found"), tr("No consumer group %(group)r.", group=group)) from exc
         except kafka_ops.GroupNotEmpty as exc:
             raise Problem(
-                409, "Group has members", f"Consumer group {group!r} has members; stop them first.", "group-not-empty"
+                409,
+                tr("Group has members"),
+                tr("Consumer group %(group)r has members; stop them first.", group=group),
+                "group-not-empty",
             ) from exc
         log.info("consumer group deleted by ops", group=group)
         return Response(status_code=204)
@@ -89,7 +93,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         try:
             return await ops.get_dead_letter(runtime.pool, letter_id)
         except ops.NotFound as exc:
-            raise Problem(404, "Not found", f"No dead letter {letter_id}.") from exc
+            raise Problem(404, tr("Not found"), tr("No dead letter %(letter)s.", letter=letter_id)) from exc
 
     @router.post(
         "/dead-letters/{letter_id}/replay",
@@ -100,21 +104,30 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         try:
             return await ops.replay(runtime.pool, letter_id, force)
         except ops.NotFound as exc:
-            raise Problem(404, "Not found", f"No replayable dead letter {letter_id}.") from exc
+            raise Problem(404, tr("Not found"), tr("No replayable dead letter %(letter)s.", letter=letter_id)) from exc
         except ops.NotReplayable as exc:
             reference, size = exc.args
             raise Problem(
                 409,
-                "Not replayable",
-                f"Dead letter {letter_id} carries only the first bytes of a {size}-byte original;"
-                f" the whole record is kept at {reference}.",
+                tr("Not replayable"),
+                tr(
+                    "Dead letter %(letter)s carries only the first bytes of a %(size)s-byte original;"
+                    " the whole record is kept at %(reference)s.",
+                    letter=letter_id,
+                    size=size,
+                    reference=reference,
+                ),
                 "not-replayable",
             ) from exc
         except ops.AlreadyReplayed as exc:
             raise Problem(
                 409,
-                "Already replayed",
-                f"Dead letter {letter_id} was replayed at {exc.args[0]}; add ?force=true to replay it again.",
+                tr("Already replayed"),
+                tr(
+                    "Dead letter %(letter)s was replayed at %(when)s; add ?force=true to replay it again.",
+                    letter=letter_id,
+                    when=exc.args[0],
+                ),
                 "already-replayed",
             ) from exc
 
@@ -125,9 +138,13 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def rebuild(name: str, _: OpsPrincipal, verify: bool = False) -> JSONResponse:
         if name not in PROJECTIONS:
-            raise Problem(404, "Not found", f"No projection {name!r}; there is {', '.join(PROJECTIONS)}.")
+            raise Problem(
+                404,
+                tr("Not found"),
+                tr("No projection %(name)r; there is %(known)s.", name=name, known=", ".join(PROJECTIONS)),
+            )
         if rebuilding.locked():
-            raise Problem(409, "Busy", "A rebuild is running already.", "rebuild-running")
+            raise Problem(409, tr("Busy"), tr("A rebuild is running already."), "rebuild-running")
         async with rebuilding:
             report = await ops.rebuild_agenda(runtime.pool, runtime.settings.kafka_bootstrap, verify_only=verify)
         return JSONResponse(report)
@@ -140,7 +157,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> dict[str, Any]:
         if not booking and not correlation:
-            raise field_problem("booking", "give ?booking=ID or ?correlation=ID")
+            raise field_problem("booking", tr("give ?booking=ID or ?correlation=ID"))
         location = None
         if booking and not correlation:
             location = await runtime.pool.fetchval("SELECT location_id FROM agenda WHERE booking_id = $1", booking)

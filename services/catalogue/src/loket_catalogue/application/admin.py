@@ -31,6 +31,7 @@ from loket_catalogue.domain.rules import (
 from loket_catalogue.domain.slots import DeskHours, PreviewCount, ProductSpec, preview_counts
 from loket_contracts import events as ev
 from loket_runtime import clock
+from loket_runtime.i18n import tr
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 ADMIN_WRITE_LOCK = 7_400_101
@@ -39,7 +40,7 @@ DEFAULT_GRID_MINUTES = 10  # as the Ghent seed
 
 
 class NotFound(LookupError):
-    """The entity named in the path does not exist."""
+    """The entity named in the path does not exist; the argument is a `Text` saying which."""
 
 
 class Conflict(RuntimeError):
@@ -69,9 +70,12 @@ class Stranding(Conflict):
 
     def __init__(self, bookings: list[dict[str, Any]]) -> None:
         super().__init__(
-            f"This change would leave {len(bookings)} active booking(s) outside the catalogue. "
-            "Say what to do with them: stranded=move (to another desk at the same time) or "
-            "stranded=cancel, with a reason the residents are told."
+            tr(
+                "This change would leave %(count)s active booking(s) outside the catalogue. "
+                "Say what to do with them: stranded=move (to another desk at the same time) or "
+                "stranded=cancel, with a reason the residents are told.",
+                count=len(bookings),
+            )
         )
         self.bookings = bookings
 
@@ -193,7 +197,7 @@ class CatalogueAdmin:
             await self._lock(conn)
             data = await self.entities.get(conn, "desk", desk_id)
             if data is None:
-                raise NotFound(f"desk {desk_id!r}")
+                raise NotFound(tr("There is no desk %(desk)r.", desk=desk_id))
             removed = ev.DeskRemoved(desk_id=desk_id, location_id=data["location_id"])
             removed = await self._checked(removed, on_stranded)
             await self.catalogue.publish(conn, removed)
@@ -206,7 +210,7 @@ class CatalogueAdmin:
 
     async def schedules(self, desk_id: str) -> list[ev.SchedulePublished]:
         if await self.entities.get(self.pool, "desk", desk_id) is None:
-            raise NotFound(f"desk {desk_id!r}")
+            raise NotFound(tr("There is no desk %(desk)r.", desk=desk_id))
         rows = await self.pool.fetch(
             "SELECT data FROM catalogue_entities WHERE kind = 'schedule' AND data->>'desk_id' = $1", desk_id
         )
@@ -225,7 +229,7 @@ class CatalogueAdmin:
             await self._lock(conn)
             desk = await self.entities.get(conn, "desk", desk_id)
             if desk is None:
-                raise NotFound(f"desk {desk_id!r}")
+                raise NotFound(tr("There is no desk %(desk)r.", desk=desk_id))
             location = await self.catalogue.location(conn, desk["location_id"])
             validate_weekly_hours(weekly, location.slot_grid_minutes if location else None)
             schedule = ev.SchedulePublished(
@@ -257,7 +261,7 @@ class CatalogueAdmin:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
             if location_id is not None and await self.catalogue.location(conn, location_id) is None:
-                raise CatalogueRuleError("location_id", f"unknown location {location_id!r}")
+                raise CatalogueRuleError("location_id", tr("unknown location %(location)r", location=location_id))
             existing = await self.entities.get(conn, "closure", closure.closure_id)
             if existing is not None and ev.ClosureDeclared.model_validate(existing) == closure:
                 return closure, False
@@ -270,10 +274,16 @@ class CatalogueAdmin:
             await self._lock(conn)
             data = await self.entities.get(conn, "closure", closure_id)
             if data is None:
-                raise NotFound(f"closure {closure_id!r}")
+                raise NotFound(tr("There is no closure %(closure)r.", closure=closure_id))
             closure = ev.ClosureDeclared.model_validate(data)
             if closure.day < self.today():
-                raise Conflict(f"closure {closure_id!r} is on {closure.day}, a past day; it cannot be lifted")
+                raise Conflict(
+                    tr(
+                        "closure %(closure)r is on %(day)s, a past day; it cannot be lifted",
+                        closure=closure_id,
+                        day=closure.day.isoformat(),
+                    )
+                )
             lifted = ev.ClosureLifted(closure_id=closure_id, location_id=closure.location_id, day=closure.day)
             await self.catalogue.publish(conn, lifted)
             if closure.kind != "ad-hoc":
@@ -282,7 +292,9 @@ class CatalogueAdmin:
 
     async def closures(self, first: date | None, last: date | None) -> list[ev.ClosureDeclared]:
         if first is not None and last is not None and last < first:
-            raise CatalogueRuleError("to", f"{last} is before from ({first})")
+            raise CatalogueRuleError(
+                "to", tr("%(last)s is before from (%(first)s)", last=last.isoformat(), first=first.isoformat())
+            )
         rows = await self.entities.all(self.pool, "closure")
         closures = [ev.ClosureDeclared.model_validate(r) for r in rows]
         return sorted(
@@ -306,16 +318,20 @@ class CatalogueAdmin:
         With `desk_id` the hours are proposed for that desk (the location's other desks keep theirs);
         without, for every desk of the location."""
         if last < first:
-            raise CatalogueRuleError("to", f"{last} is before from ({first})")
+            raise CatalogueRuleError(
+                "to", tr("%(last)s is before from (%(first)s)", last=last.isoformat(), first=first.isoformat())
+            )
         if (last - first).days >= MAX_PREVIEW_DAYS:
-            raise CatalogueRuleError("to", f"a preview covers at most {MAX_PREVIEW_DAYS} days")
+            raise CatalogueRuleError("to", tr("a preview covers at most %(days)s days", days=MAX_PREVIEW_DAYS))
         async with self.pool.acquire() as conn:
             location = await self.catalogue.location(conn, location_id)
             if location is None:
-                raise CatalogueRuleError("location_id", f"unknown location {location_id!r}")
+                raise CatalogueRuleError("location_id", tr("unknown location %(location)r", location=location_id))
             desks = await self._desks_at(conn, location_id)
             if desk_id is not None and desk_id not in {d.desk_id for d in desks}:
-                raise CatalogueRuleError("desk_id", f"location {location_id!r} has no desk {desk_id!r}")
+                raise CatalogueRuleError(
+                    "desk_id", tr("location %(location)r has no desk %(desk)r", location=location_id, desk=desk_id)
+                )
             validate_weekly_hours(weekly, location.slot_grid_minutes)
             products = {p["product_id"]: p for p in await self.entities.all(conn, "product")}
             schedules = [

@@ -24,6 +24,7 @@ from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import CATALOGUE
 from loket_runtime import clock
+from loket_runtime.i18n import tr
 from loket_runtime.outbox import Outbox
 
 SOURCE = "loket/catalogue"
@@ -89,15 +90,18 @@ class Catalogue:
     async def publish_schedule(self, conn: asyncpg.Connection, schedule: ev.SchedulePublished) -> None:
         desk = await self.entities.get(conn, "desk", schedule.desk_id)
         if desk is None:
-            raise CatalogueRuleError("desk_id", f"unknown desk {schedule.desk_id!r}")
+            raise CatalogueRuleError("desk_id", tr("unknown desk %(desk)r", desk=schedule.desk_id))
         if desk["location_id"] != schedule.location_id:
-            raise CatalogueRuleError("location_id", f"desk {schedule.desk_id!r} is not at {schedule.location_id!r}")
+            raise CatalogueRuleError(
+                "location_id",
+                tr("desk %(desk)r is not at %(location)r", desk=schedule.desk_id, location=schedule.location_id),
+            )
         validate_weekly_hours(schedule.weekly)
         await self.publish(conn, schedule)
 
     async def declare_closure(self, conn: asyncpg.Connection, closure: ev.ClosureDeclared) -> None:
         if closure.location_id is not None and await self.location(conn, closure.location_id) is None:
-            raise CatalogueRuleError("location_id", f"unknown location {closure.location_id!r}")
+            raise CatalogueRuleError("location_id", tr("unknown location %(location)r", location=closure.location_id))
         await self.publish(conn, closure)
 
     async def declare_closing_days(self, conn: asyncpg.Connection, years: list[int]) -> int:

@@ -14,21 +14,23 @@ from datetime import date
 import holidays
 
 from loket_contracts.events import DeskDefined, LocationDefined, TimeBlock
+from loket_runtime.i18n import tr
 
 WEEKDAYS = ("1", "2", "3", "4", "5", "6", "7")
 WEEKDAY_NAMES = {
-    "1": "Monday",
-    "2": "Tuesday",
-    "3": "Wednesday",
-    "4": "Thursday",
-    "5": "Friday",
-    "6": "Saturday",
-    "7": "Sunday",
+    "1": tr("Monday"),
+    "2": tr("Tuesday"),
+    "3": tr("Wednesday"),
+    "4": tr("Thursday"),
+    "5": tr("Friday"),
+    "6": tr("Saturday"),
+    "7": tr("Sunday"),
 }
 
 
 class CatalogueRuleError(ValueError):
-    """A change the catalogue refuses; `errors` lists (field, message), the first is `field`/`message`."""
+    """A change the catalogue refuses; `errors` lists (field, message), the first is `field`/`message`.
+    Each message is a `Text` (`tr`), given in the admin's language by the API."""
 
     def __init__(self, field: str, message: str, *, errors: Sequence[tuple[str, str]] | None = None) -> None:
         self.errors: list[tuple[str, str]] = list(errors) if errors else [(field, message)]
@@ -63,7 +65,7 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
     errors: list[tuple[str, str]] = []
     for day, blocks in weekly.items():
         if day not in WEEKDAYS:
-            errors.append((f"weekly.{day}", "weekday must be 1 (Monday) to 7 (Sunday)"))
+            errors.append((f"weekly.{day}", tr("weekday must be 1 (Monday) to 7 (Sunday)")))
             continue
         valid: list[tuple[int, TimeBlock]] = []
         for i, block in enumerate(blocks):
@@ -71,18 +73,32 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
                 errors.append(
                     (
                         f"weekly.{day}.{i}.end",
-                        f"{WEEKDAY_NAMES[day]} block ends at {block.end}, not after it starts at {block.start}",
+                        tr(
+                            "%(day)s block ends at %(end)s, not after it starts at %(start)s",
+                            day=WEEKDAY_NAMES[day],
+                            end=block.end,
+                            start=block.start,
+                        ),
                     )
                 )
                 continue
             if minutes(block.end) > MIDNIGHT:  # "24:30" matches the contract's pattern, but no day has it
-                errors.append((f"weekly.{day}.{i}.end", f"{WEEKDAY_NAMES[day]} block ends at {block.end}, after 24:00"))
+                errors.append(
+                    (
+                        f"weekly.{day}.{i}.end",
+                        tr("%(day)s block ends at %(end)s, after 24:00", day=WEEKDAY_NAMES[day], end=block.end),
+                    )
+                )
                 continue
             if grid_minutes and minutes(block.start) % grid_minutes:
                 errors.append(
                     (
                         f"weekly.{day}.{i}.start",
-                        f"{block.start} is not on the location's {grid_minutes}-minute slot grid",
+                        tr(
+                            "%(start)s is not on the location's %(minutes)s-minute slot grid",
+                            start=block.start,
+                            minutes=grid_minutes,
+                        ),
                     )
                 )
             valid.append((i, block))
@@ -94,8 +110,14 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
                 errors.append(
                     (
                         f"weekly.{day}.{i}",
-                        f"{WEEKDAY_NAMES[day]} blocks {prev.start}-{prev.end} (#{i_prev}) and "
-                        f"{block.start}-{block.end} (#{i}) overlap",
+                        tr(
+                            "%(day)s blocks %(first)s (#%(first_index)s) and %(second)s (#%(second_index)s) overlap",
+                            day=WEEKDAY_NAMES[day],
+                            first=f"{prev.start}-{prev.end}",
+                            first_index=i_prev,
+                            second=f"{block.start}-{block.end}",
+                            second_index=i,
+                        ),
                     )
                 )
             if reach is None or minutes(block.end) > minutes(reach[1].end):
@@ -106,7 +128,9 @@ def validate_weekly_hours(weekly: Mapping[str, Sequence[TimeBlock]], grid_minute
 def validate_effective_from(effective_from: date, today: date) -> None:
     """New hours apply from today on: publishing hours for a past day would rewrite history."""
     if effective_from < today:
-        raise CatalogueRuleError("effective_from", f"{effective_from} is in the past; hours apply from today on")
+        raise CatalogueRuleError(
+            "effective_from", tr("%(day)s is in the past; hours apply from today on", day=effective_from.isoformat())
+        )
 
 
 # --- products, locations, desks ----------------------------------------------------------------
@@ -117,9 +141,9 @@ def _check_product_list(products: Sequence[str], known_products: set[str]) -> li
     seen: set[str] = set()
     for i, product in enumerate(products):
         if product not in known_products:
-            errors.append((f"products.{i}", f"unknown product {product!r}"))
+            errors.append((f"products.{i}", tr("unknown product %(product)r", product=product)))
         elif product in seen:
-            errors.append((f"products.{i}", f"product {product!r} is listed twice"))
+            errors.append((f"products.{i}", tr("product %(product)r is listed twice", product=product)))
         seen.add(product)
     return errors
 
@@ -138,7 +162,14 @@ def validate_location(
         dropped = [p for p in desk.products if p not in offered]
         if dropped:
             errors.append(
-                ("products", f"desk {desk.desk_id!r} still serves {', '.join(dropped)}; change the desk first")
+                (
+                    "products",
+                    tr(
+                        "desk %(desk)r still serves %(products)s; change the desk first",
+                        desk=desk.desk_id,
+                        products=", ".join(dropped),
+                    ),
+                )
             )
     grid = location.slot_grid_minutes
     for desk_id, weekly in schedules:
@@ -147,7 +178,12 @@ def validate_location(
             errors.append(
                 (
                     "slot_grid_minutes",
-                    f"hours of desk {desk_id!r} start at {', '.join(off_grid)}, not on a {grid}-minute grid",
+                    tr(
+                        "hours of desk %(desk)r start at %(starts)s, not on a %(minutes)s-minute grid",
+                        desk=desk_id,
+                        starts=", ".join(off_grid),
+                        minutes=grid,
+                    ),
                 )
             )
     _raise_if(errors)
@@ -161,16 +197,29 @@ def validate_desk(
 ) -> None:
     """The location exists; a desk stays at its location; it serves known products its location offers."""
     if location is None:
-        raise CatalogueRuleError("location_id", f"unknown location {desk.location_id!r}")
+        raise CatalogueRuleError("location_id", tr("unknown location %(location)r", location=desk.location_id))
     if existing is not None and existing.location_id != desk.location_id:
         raise CatalogueRuleError(
             "location_id",
-            f"desk {desk.desk_id!r} is at {existing.location_id!r}; a desk cannot move: remove it and define a new one",
+            tr(
+                "desk %(desk)r is at %(location)r; a desk cannot move: remove it and define a new one",
+                desk=desk.desk_id,
+                location=existing.location_id,
+            ),
         )
     errors = _check_product_list(desk.products, known_products)
     for i, product in enumerate(desk.products):
         if product in known_products and product not in location.products:
-            errors.append((f"products.{i}", f"location {location.location_id!r} does not offer {product!r}"))
+            errors.append(
+                (
+                    f"products.{i}",
+                    tr(
+                        "location %(location)r does not offer %(product)r",
+                        location=location.location_id,
+                        product=product,
+                    ),
+                )
+            )
     _raise_if(errors)
 
 
@@ -179,7 +228,9 @@ def validate_desk(
 
 def validate_closure_day(day: date, today: date) -> None:
     if day < today:
-        raise CatalogueRuleError("day", f"{day} is in the past; only today or a later day can be closed")
+        raise CatalogueRuleError(
+            "day", tr("%(day)s is in the past; only today or a later day can be closed", day=day.isoformat())
+        )
 
 
 def adhoc_closure_id(location_id: str | None, day: date) -> str:
@@ -189,16 +240,30 @@ def adhoc_closure_id(location_id: str | None, day: date) -> str:
 
 # Local government in Flanders also closes on these days (besides the public holidays).
 LOCAL_CLOSING_DAYS = (
-    (1, 2, "Day after New Year"),
-    (7, 11, "Flemish Community Day"),
-    (11, 2, "All Souls' Day"),
-    (11, 15, "King's Feast"),
-    (12, 26, "Boxing Day"),
+    (1, 2, tr("Day after New Year")),
+    (7, 11, tr("Flemish Community Day")),
+    (11, 2, tr("All Souls' Day")),
+    (11, 15, tr("King's Feast")),
+    (12, 26, tr("Boxing Day")),
 )
 # python-holidays lists Easter Sunday and Whit Sunday for Belgium; counters are closed on Sundays anyway.
 _SUNDAY_FEASTS = {"Easter Sunday", "Pentecost"}
-# The names residents and staff in Belgium know these days by.
-_NAMES = {"Pentecost Monday": "Whit Monday", "Labor Day": "Labour Day"}
+# The names residents and staff in Belgium know the public holidays by, by python-holidays' name.
+# A closing day's name is its closure's `reason`: marked here, so that a refusal that names it
+# (booking's "the counter is closed that day") can give it in the resident's language.
+_NAMES = {
+    "New Year's Day": tr("New Year's Day"),
+    "Easter Monday": tr("Easter Monday"),
+    "Labor Day": tr("Labour Day"),
+    "Ascension Day": tr("Ascension Day"),
+    "Pentecost Monday": tr("Whit Monday"),
+    "Whit Monday": tr("Whit Monday"),
+    "National Day": tr("National Day"),
+    "Assumption Day": tr("Assumption Day"),
+    "All Saints' Day": tr("All Saints' Day"),
+    "Armistice Day": tr("Armistice Day"),
+    "Christmas Day": tr("Christmas Day"),
+}
 
 
 def closing_days(year: int) -> list[tuple[date, str, str]]:

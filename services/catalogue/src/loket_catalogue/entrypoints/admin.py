@@ -27,6 +27,7 @@ from loket_catalogue.application.admin import (
 from loket_catalogue.domain.rules import CatalogueRuleError
 from loket_contracts import events as ev
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.i18n import tr
 from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem, problem_response
@@ -65,10 +66,16 @@ class StrandedQuery(BaseModel):
         if self.stranded != "refuse" and not given:
             missing = [f"reason_{language}" for language, text in texts.items() if not text]
             if len(missing) == len(texts):
-                raise field_problem("reason", "say why: the residents whose bookings move or are cancelled are told")
+                raise field_problem(
+                    "reason", tr("say why: the residents whose bookings move or are cancelled are told")
+                )
             if missing:  # some languages given: every resident is told in their own, so all three
                 raise field_problem(
-                    missing[0], f"give the reason in every language, or one `reason`: {', '.join(missing)} missing"
+                    missing[0],
+                    tr(
+                        "give the reason in every language, or one `reason`: %(missing)s missing",
+                        missing=", ".join(missing),
+                    ),
                 )
         base = given or next((t for t in texts.values() if t), None)
         reason = ev.Localized(**{k: v or base or "" for k, v in texts.items()}) if base else None
@@ -218,30 +225,34 @@ def install_admin(app: FastAPI, admin_of: Callable[[Request], CatalogueAdmin]) -
     """Mount the admin routes; `admin_of(request)` gives the CatalogueAdmin of the running app."""
 
     @app.exception_handler(CatalogueRuleError)
-    async def _rule(_: Request, exc: CatalogueRuleError) -> JSONResponse:
+    async def _rule(request: Request, exc: CatalogueRuleError) -> JSONResponse:
         errors = [{"field": f, "message": m} for f, m in exc.errors]
-        return problem_response(Problem(422, "Invalid catalogue change", str(exc), "validation", errors=errors))
+        return problem_response(
+            Problem(422, tr("Invalid catalogue change"), None, "validation", errors=errors), request
+        )
 
     @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return problem_response(Problem(404, "Not found", f"There is no {exc.args[0]}.", "not-found"))
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(Problem(404, tr("Not found"), exc.args[0], "not-found"), request)
 
     @app.exception_handler(Stranding)
-    async def _stranding(_: Request, exc: Stranding) -> JSONResponse:
+    async def _stranding(request: Request, exc: Stranding) -> JSONResponse:
         return problem_response(
-            Problem(409, "Bookings would be stranded", str(exc), "bookings-stranded", bookings=exc.bookings)
+            Problem(409, tr("Bookings would be stranded"), exc.args[0], "bookings-stranded", bookings=exc.bookings),
+            request,
         )
 
     @app.exception_handler(StrandingUnknown)
-    async def _stranding_unknown(_: Request, exc: StrandingUnknown) -> JSONResponse:
-        detail = "The calendar cannot say now which bookings this change would affect; nothing was changed."
+    async def _stranding_unknown(request: Request, exc: StrandingUnknown) -> JSONResponse:
+        detail = tr("The calendar cannot say now which bookings this change would affect; nothing was changed.")
         return problem_response(
-            Problem(503, "Service unavailable", detail, "calendar-unavailable", headers={"Retry-After": "5"})
+            Problem(503, tr("Service unavailable"), detail, "calendar-unavailable", headers={"Retry-After": "5"}),
+            request,
         )
 
     @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return problem_response(Problem(409, "Conflict", str(exc), "conflict"))
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return problem_response(Problem(409, tr("Conflict"), exc.args[0], "conflict"), request)
 
     router = APIRouter(prefix="/api/v1/admin", tags=["catalogue admin"])
 

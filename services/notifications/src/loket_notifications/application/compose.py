@@ -13,7 +13,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -66,6 +66,7 @@ class Content:
     early: str | None = None
     actions: list[tuple[str, str]] = field(default_factory=list)
     footer_links: list[tuple[str, str]] = field(default_factory=list)
+    colon: str = ": "  # between a label and its value: French puts a (no-break) space before it
 
 
 _ENV = Environment(
@@ -75,6 +76,14 @@ _ENV = Environment(
     trim_blocks=False,
     keep_trailing_newline=True,
 )
+
+
+def with_language(url: str, language: str) -> str:
+    """`url` with `lang=<language>` in its query (in place of any it had), e.g.
+    `.../manage/b1?token=t` -> `.../manage/b1?token=t&lang=fr`."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "lang"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("lang", language)])))
 
 
 def _dt(value: str) -> datetime:
@@ -196,11 +205,12 @@ class Composer:
             org=t("org"),
             signoff=t("signoff"),
             auto=t("auto"),
+            colon=t("colon"),
         )
         manage = self.manage_link(row.booking_id, contact) if row.booking_id else None
 
         if kind is Kind.PLEASE_CONFIRM:
-            hold_until = fmt.when(_dt(ctx["hold_expires_at"]), language)
+            hold_until = t("brussels_time", when=fmt.when(_dt(ctx["hold_expires_at"]), language))
             content.paragraphs.append(t("please-confirm.intro", hold_until=hold_until))
             content.actions.append((t("please-confirm.action"), contact.confirm_url or manage or ""))
         elif kind is Kind.CONFIRMATION:
@@ -240,14 +250,14 @@ class Composer:
             content.footer_links.append((t("waitlist-slot.unsubscribe"), page))
 
         if kind not in (Kind.REJECTION, Kind.WAITLIST):
-            content.details.append((t("label_when"), when))
+            content.details.append((t("label_when"), t("brussels_time", when=when)))
             if location:
                 content.details.append((t("label_where"), f"{location.name}, {location.address}"))
             if product:
                 content.details.append((t("label_product"), product.name.get(language, product.id)))
         if kind in UPCOMING:
             if product and product.fee_eur:
-                content.details.append((t("label_fee"), f"€ {product.fee_eur:g}"))
+                content.details.append((t("label_fee"), fmt.money(product.fee_eur, language)))
             if product and product.documents:
                 content.documents_title = t("documents")
                 content.documents = [d.get(language) or next(iter(d.values()), "") for d in product.documents]
@@ -256,6 +266,10 @@ class Composer:
             content.actions.append((t("manage"), manage))
         if row.booking_id:
             content.details.append((t("label_booking"), row.booking_id))
+        # Every link opens its page in the message's language (the web app reads `lang` first).
+        content.actions = [(label, with_language(url, language)) for label, url in content.actions]
+        content.alternatives = [(label, with_language(url, language)) for label, url in content.alternatives]
+        content.footer_links = [(label, with_language(url, language)) for label, url in content.footer_links]
         return content
 
     def email(self, content: Content, recipient: str, mid: str) -> EmailMessage:

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
+from babel.numbers import format_currency
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -48,3 +49,9 @@ def when(instant: datetime, language: str) -> str:
 
 def when_short(instant: datetime, language: str) -> str:
     return f"{short_date(instant, language)} {clock(instant, language)}"
+
+
+def money(euros: float, language: str) -> str:
+    """An amount in euro as the page writes it in that language (the same locales as `web/js/i18n.js`):
+    "€ 8,50" in Dutch, "8,50 €" in French, "€8.50" in English."""
+    return format_currency(euros, "EUR", locale=_locale(language))

@@ -36,6 +36,7 @@ from loket_notifications.domain.retry import RetryPolicy
 from loket_notifications.entrypoints.ops import install_ops_routes, masked_recipient, utc_iso
 from loket_runtime.auth import Principal, require_role
 from loket_runtime.clock import now as clock_now
+from loket_runtime.i18n import tr
 from loket_runtime.inputs import Day
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
@@ -273,13 +274,13 @@ def build_app(
         body.location = body.location or None  # "" from a form means any location
         today = local_date(clock())
         if body.to < body.from_:
-            raise field_problem("to", "must not be before from")
+            raise field_problem("to", tr("must not be before from"))
         if body.to < today:
-            raise field_problem("to", "must not be in the past")
+            raise field_problem("to", tr("must not be in the past"))
         if (body.to - max(body.from_, today)).days >= settings.waitlist_max_days:
-            raise field_problem("to", f"wait for at most {settings.waitlist_max_days} days at once")
+            raise field_problem("to", tr("wait for at most %(days)s days at once", days=settings.waitlist_max_days))
         if not EMAIL.match(body.email) or len(body.email) > 254:
-            raise field_problem("email", "not an e-mail address")
+            raise field_problem("email", tr("not a valid e-mail address; use e.g. name@example.org"))
         try:
             product = await catalogue.product(body.product)
             location = await catalogue.location(body.location) if body.location else None
@@ -288,11 +289,13 @@ def build_app(
             checked = False  # the catalogue is down: accept, a wrong id simply never matches
             product = location = None
         if checked and product is None:
-            raise field_problem("product", f"unknown product {body.product!r}")
+            raise field_problem("product", tr("unknown product %(product)r", product=body.product))
         if checked and body.location and location is None:
-            raise field_problem("location", f"unknown location {body.location!r}")
+            raise field_problem("location", tr("unknown location %(location)r", location=body.location))
         if await store.active_subscriptions(runtime.pool, body.email) >= settings.waitlist_max_per_email:
-            raise field_problem("email", "too many waitlist subscriptions for this address; unsubscribe from one first")
+            raise field_problem(
+                "email", tr("too many waitlist subscriptions for this address; unsubscribe from one first")
+            )
         subscription_id = str(uuid.uuid4())
         await store.subscribe(
             runtime.pool, subscription_id, body.product, body.location, body.from_, body.to, body.email, body.language
@@ -315,11 +318,11 @@ def build_app(
         try:
             uuid.UUID(subscription_id)
         except ValueError:
-            raise Problem(404, "Not found", "No such waitlist subscription.") from None
+            raise Problem(404, tr("Not found"), tr("No such waitlist subscription.")) from None
         if not token_matches(settings.waitlist_secret, subscription_id, token):
-            raise Problem(404, "Not found", "No such waitlist subscription.")
+            raise Problem(404, tr("Not found"), tr("No such waitlist subscription."))
         if not await store.unsubscribe(runtime.pool, subscription_id, clock()):
-            raise Problem(404, "Not found", "No such waitlist subscription.")
+            raise Problem(404, tr("Not found"), tr("No such waitlist subscription."))
         return Response(status_code=204)
 
     @app.delete(

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Query
 from loket_notifications.adapters.postgres import RESENDABLE, PostgresStore
 from loket_notifications.application.sender import Sender
 from loket_runtime.auth import Principal, require_role
+from loket_runtime.i18n import tr
 from loket_runtime.logging import get_logger
 from loket_runtime.problems import Problem, field_problem
 from loket_runtime.service import ServiceRuntime
@@ -75,7 +76,7 @@ def install_ops_routes(
                 if cursor[0].tzinfo is None:
                     raise ValueError("no offset")
             except ValueError:
-                raise field_problem("before", "not a cursor given by this listing") from None
+                raise field_problem("before", tr("not a cursor given by this listing")) from None
         rows = await store.failed(runtime.pool, limit, cursor)
         last = rows[-1] if len(rows) == limit else None
         return {
@@ -93,13 +94,16 @@ def install_ops_routes(
         try:
             ident = uuid.UUID(notification_id)
         except ValueError:
-            raise Problem(404, "Not found", "No such notification.") from None
+            raise Problem(404, tr("Not found"), tr("No such notification.")) from None
         was = await store.resend(runtime.pool, ident, clock())
         if was is None:
-            raise Problem(404, "Not found", "No such notification.")
+            raise Problem(404, tr("Not found"), tr("No such notification."))
         if was not in RESENDABLE:
             raise Problem(
-                409, "Conflict", f"The notification is {was}: only failed, skipped or sent ones are resent.", "conflict"
+                409,
+                tr("Conflict"),
+                tr("The notification is %(state)s: only failed, skipped or sent ones are resent.", state=was),
+                "conflict",
             )
         sender.wake()
         log.info("notification resent by ops", notification_id=notification_id, was=was, by=principal.subject)
