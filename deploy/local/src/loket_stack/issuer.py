@@ -107,9 +107,7 @@ class TokenIssuer:
     """A small OIDC-style issuer: RS256 tokens, JWKS, and an OAuth2 password grant for demo accounts
     (`sign_in=False`: none; tokens come from the city's identity provider)."""
 
-    def __init__(
-        self, key_file: Path, issuer: str, audience: str, password: str, sign_in: bool = True
-    ) -> None:
+    def __init__(self, key_file: Path, issuer: str, audience: str, password: str, sign_in: bool = True) -> None:
         self.issuer = issuer
         self.audience = audience
         self.password = password
@@ -290,6 +288,7 @@ fetch('/api/v1/openapi.json').then(r => r.json()).then(doc => {
     ul.appendChild(li); }
   document.getElementById('ops').appendChild(ul); });
 </script></body></html>"""
+
 
 def build_app(upstreams: dict[str, str], issuer: TokenIssuer) -> web.Application:
     docs = ApiDocs(upstreams)
