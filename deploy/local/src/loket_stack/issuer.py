@@ -4,7 +4,7 @@ document with its docs page. It proxies nothing: nginx routes every request.
 
 Failed sign-ins back off (`LoginBackoff`): per account and client, and per account. The edge adds
 the per-client budget of the token route (deploy/edge/loket.conf.template). In production a real
-identity provider issues the tokens: `LOKET_DEMO_ACCOUNTS=false` turns the issuer's sign-in off.
+identity provider issues the tokens: started without `--key-file`, this service serves the docs alone.
 """
 
 from __future__ import annotations
@@ -102,16 +102,18 @@ class LoginBackoff:
     def succeeded(self, account: str, client: str) -> None:
         self._failures.pop(self._keys(account, client)["pair"], None)
 
+    def __len__(self) -> int:
+        """How many counters are kept (at most `max_keys`)."""
+        return len(self._failures)
+
 
 class TokenIssuer:
-    """A small OIDC-style issuer: RS256 tokens, JWKS, and an OAuth2 password grant for demo accounts
-    (`sign_in=False`: none; tokens come from the city's identity provider)."""
+    """A small OIDC-style issuer: RS256 tokens, JWKS, and an OAuth2 password grant for demo accounts."""
 
-    def __init__(self, key_file: Path, issuer: str, audience: str, password: str, sign_in: bool = True) -> None:
+    def __init__(self, key_file: Path, issuer: str, audience: str, password: str) -> None:
         self.issuer = issuer
         self.audience = audience
         self.password = password
-        self.sign_in = sign_in
         self.backoff = LoginBackoff()
         if key_file.exists():
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
@@ -149,8 +151,6 @@ class TokenIssuer:
     async def token(self, request: web.Request) -> web.Response:
         """OAuth2 password grant: 200 with a bearer token; 401 for a wrong name or password; 429 with
         Retry-After while failed sign-ins back off (`LoginBackoff`); 400 for a body that is no form."""
-        if not self.sign_in:
-            return _problem(404, "Not found", "Sign in with the city's identity provider.")
         try:
             # A form aiohttp cannot read (multipart without a boundary, bad encoding) is the client's fault.
             form = await request.post()
@@ -290,14 +290,22 @@ fetch('/api/v1/openapi.json').then(r => r.json()).then(doc => {
 </script></body></html>"""
 
 
-def build_app(upstreams: dict[str, str], issuer: TokenIssuer) -> web.Application:
+async def no_local_issuer(_: web.Request) -> web.Response:
+    return _problem(404, "Not found", "No local sign-in here: tokens come from the city's identity provider.")
+
+
+def build_app(upstreams: dict[str, str], issuer: TokenIssuer | None) -> web.Application:
+    """The issuer's routes (none with `issuer=None`, as in production), the docs, /healthz."""
     docs = ApiDocs(upstreams)
     app = web.Application(client_max_size=64 * 1024)
     app.on_startup.append(docs.start)
     app.on_cleanup.append(docs.stop)
-    app.router.add_post("/api/v1/auth/token", issuer.token)
-    app.router.add_get("/api/v1/auth/jwks", issuer.jwks_handler)
-    app.router.add_get("/api/v1/auth/.well-known/openid-configuration", issuer.discovery)
+    if issuer is not None:
+        app.router.add_post("/api/v1/auth/token", issuer.token)
+        app.router.add_get("/api/v1/auth/jwks", issuer.jwks_handler)
+        app.router.add_get("/api/v1/auth/.well-known/openid-configuration", issuer.discovery)
+    else:
+        app.router.add_route("*", "/api/v1/auth/{tail:.*}", no_local_issuer)
     app.router.add_get("/api/v1/openapi.json", docs.openapi)
     app.router.add_get("/api/v1/docs", docs.docs)
     app.router.add_get("/healthz", docs.healthz)
@@ -309,16 +317,17 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8107)
     parser.add_argument("--upstream", action="append", default=[], help="name=http://127.0.0.1:PORT")
-    parser.add_argument("--key-file", type=Path, required=True)
+    parser.add_argument("--key-file", type=Path, help="the signing key (made when missing); none: no local sign-in")
     args = parser.parse_args()
     upstreams = dict(item.split("=", 1) for item in args.upstream)
-    issuer = TokenIssuer(
-        args.key_file,
-        issuer=os.environ.get("LOKET_OIDC_ISSUER", "http://127.0.0.1:8000/api/v1/auth"),
-        audience=os.environ.get("LOKET_OIDC_AUDIENCE", "loket"),
-        password=os.environ.get("LOKET_DEMO_PASSWORD", "demo"),
-        sign_in=os.environ.get("LOKET_DEMO_ACCOUNTS", "true").lower() not in ("false", "0", "no"),
-    )
+    issuer = None
+    if args.key_file is not None:
+        issuer = TokenIssuer(
+            args.key_file,
+            issuer=os.environ.get("LOKET_OIDC_ISSUER", "http://127.0.0.1:8000/api/v1/auth"),
+            audience=os.environ.get("LOKET_OIDC_AUDIENCE", "loket"),
+            password=os.environ.get("LOKET_DEMO_PASSWORD", "demo"),
+        )
     try:
         import uvloop
 
