@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections import Counter
 from typing import Any
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day
+from tests.e2e.helpers import booking_body, free_slots, open_day, sse_events
 
 _addresses = itertools.count(2)
 
@@ -155,11 +154,11 @@ def test_server_sent_events_reach_the_client_as_they_are_written(live: RunningSt
             async with ac.stream("GET", f"/api/v1/agenda/{location}/stream", headers=headers) as stream:
                 assert stream.status_code == 200
                 assert stream.headers["content-type"].startswith("text/event-stream")
-                lines = stream.aiter_lines()
+                events = sse_events(stream.aiter_lines())
                 opened = time.monotonic()
                 async with asyncio.timeout(10):  # the first ping comes after 15 s: this is the event itself
-                    async for line in lines:
-                        if line.startswith("event: ready"):
+                    async for name, _ in events:
+                        if name == "ready":
                             break
                 ready_after = time.monotonic() - opened
                 # Booked from the trusted address: the stream's client only listens.
@@ -168,15 +167,10 @@ def test_server_sent_events_reach_the_client_as_they_are_written(live: RunningSt
                         "/api/v1/bookings", json=booking_body(product, location, start), headers={"Prefer": "wait=10"}
                     )
                 assert r.status_code == 201, r.text
-                event = None
                 async with asyncio.timeout(10):
-                    async for line in lines:
-                        if line.startswith("event:"):
-                            event = line.split(":", 1)[1].strip()
-                        elif line.startswith("data:") and event == "agenda-changed":
-                            data: dict[str, Any] = json.loads(line[5:])
-                            if data.get("booking") == r.json()["id"]:
-                                return ready_after, data
+                    async for name, data in events:
+                        if name == "agenda-changed" and data.get("booking") == r.json()["id"]:
+                            return ready_after, data
         raise AssertionError("the stream ended without the booking's agenda-changed event")
 
     ready_after, change = asyncio.run(scenario())
