@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import REPO
 from bench.calendar_figs import _availability
 
 
@@ -183,7 +184,7 @@ def serve_edge(port: int, plain: bytes, packed: bytes) -> None:
         folder,
         listen=f"127.0.0.1:{port}",
         upstreams={name: f"127.0.0.1:{port + 1}" for name in edge.UPSTREAMS},
-        web_root=edge.REPO / "web",
+        web_root=REPO / "web",
     )
     nginx = subprocess.Popen(edge.command(conf))
     try:

