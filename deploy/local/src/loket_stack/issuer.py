@@ -38,6 +38,9 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
 TOKEN_SECONDS = 8 * 3600
 
 
+NAME_KEPT = 128  # characters of a user name a counter keeps: longer names count by their start
+
+
 @dataclass
 class _Failures:
     count: int = 0
@@ -72,6 +75,7 @@ class LoginBackoff:
         self._failures: OrderedDict[tuple[str, ...], _Failures] = OrderedDict()
 
     def _keys(self, account: str, client: str) -> dict[str, tuple[str, ...]]:
+        account = account[:NAME_KEPT]
         return {"pair": ("pair", account, client), "account": ("account", account)}
 
     def retry_after(self, account: str, client: str) -> float:
