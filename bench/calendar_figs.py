@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import math
 import resource
 import time
@@ -17,7 +18,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.loket import PRODUCT, Loket
+from bench.loket import PRODUCT, READS_PER_CLIENT, Loket, client_address
 from bench.procs import Watch, listening_pid
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
@@ -204,20 +205,30 @@ async def _availability(
     status: dict[str, int] = {}
     sizes: list[int] = []
     encodings: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=60),
-        auto_decompress=client["auto_decompress"],
-        headers=client["headers"],
-    ) as s:
+    addresses = itertools.count()
+
+    def session(n: int) -> aiohttp.ClientSession:
+        # Each client sends READS_PER_CLIENT requests from one loopback address, then moves to the next.
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1, local_addr=(client_address(n), 0)),
+            timeout=aiohttp.ClientTimeout(total=60),
+            auto_decompress=client["auto_decompress"],
+            headers=client["headers"],
+        )
+
+    async with session(next(addresses)) as s:
         # the answer's size (plain and as sent), from a request of its own
         async with s.get(url + "/api/v1/availability", params=params, headers={"Accept-Encoding": "identity"}) as r:
             body = await r.read()
             warm_status = r.status
 
         async def worker(todo: Iterator[int], record: bool) -> None:
+            s, sent = session(next(addresses)), 0
             for _ in todo:
+                if sent == READS_PER_CLIENT:
+                    await s.close()
+                    s, sent = session(next(addresses)), 0
+                sent += 1
                 t = time.perf_counter()
                 try:
                     async with s.get(url + "/api/v1/availability", params=params) as r:
@@ -231,6 +242,7 @@ async def _availability(
                     status[st] = status.get(st, 0) + 1
                     sizes.append(len(data))
                     encodings[enc] = encodings.get(enc, 0) + 1
+            await s.close()
 
         # warm-up: every connection opened and the caches filled before the clock starts
         warm = iter(range(warmup))
@@ -270,7 +282,7 @@ def availability(
         for mode in modes:
             key = name if mode == "inflate" else f"{name}_{mode}"
             groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
-            with Watch(groups) as watch:
+            with Watch(groups, with_children={"gateway"}) as watch:
                 out[key] = asyncio.run(_availability(url, concurrency, requests, days, mode))
             out[key]["processes"] = watch.summary()
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import time
@@ -24,7 +25,19 @@ PORT_BASE = int(os.environ.get("LOKET_BENCH_PORT_BASE", "23000"))
 DATA = REPO / ".data" / ("bench" if PORT_BASE == 23000 else f"bench-{PORT_BASE}")
 PRODUCT = "bench-card"
 SERVICES = ("catalogue", "booking", "calendar", "notifications")
-PYTHON_PROCS = ("gateway", *SERVICES, "calendar-allocator", "sinks")
+PYTHON_PROCS = ("issuer", *SERVICES, "calendar-allocator", "sinks")
+# The edge (nginx, named `gateway`: its workers are its children) and the Python processes.
+PROCS = ("gateway", *PYTHON_PROCS)
+# The edge limits each client address (deploy/edge/README.md) and every load here comes from this
+# machine: simulated clients send from loopback addresses of their own, 127.0.0.2 and up, each no
+# more requests than a client may send at once, so the limits stay on (bench/README.md).
+FIRST_CLIENT_ADDRESS = ipaddress.IPv4Address("127.0.0.2")
+READS_PER_CLIENT = 100  # below the edge's burst of 200 requests per client
+
+
+def client_address(n: int) -> str:
+    """The n-th simulated client's loopback address (0: 127.0.0.2)."""
+    return str(FIRST_CLIENT_ADDRESS + n)
 
 
 def locations() -> list[str]:
@@ -122,9 +135,9 @@ class Loket:
             raise RuntimeError(f"the bench locations never reached the calendar: {sorted(pending)}")
 
     def pids(self) -> dict[str, int]:
-        """pid of each Loket Python process, from .data/bench/run/*.pid."""
+        """pid of each Loket process (the edge and the Python ones), from .data/bench/run/*.pid."""
         out = {}
-        for name in PYTHON_PROCS:
+        for name in PROCS:
             f = DATA / "run" / f"{name}.pid"
             if f.exists():
                 out[name] = int(f.read_text().strip())

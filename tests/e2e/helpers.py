@@ -9,7 +9,9 @@ suite passes on Christmas week, at a DST change or at year end. "Today" is the s
 from __future__ import annotations
 
 import itertools
+import json
 import time
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -152,3 +154,13 @@ def wait_until(check: Any, timeout: float = 15, interval: float = 0.2) -> Any:
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    """(event name, parsed data) of each Server-Sent Event whose data is JSON, from a stream's lines."""
+    event = None
+    async for line in lines:
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            yield event, json.loads(line[5:])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ import httpx
 
 from loket_runtime import clock
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day, today, wait_until
+from tests.e2e.helpers import booking_body, free_slots, open_day, sse_events, today, wait_until
 
 LOCATION = "migration-counter"
 ACTIVE = ("held", "confirmed", "checked_in")
@@ -171,24 +170,19 @@ def test_agenda_stream_pushes_a_change(live: RunningStack) -> None:
             async with ac.stream("GET", f"/api/v1/agenda/{LOCATION}/stream", headers=headers) as stream:
                 assert stream.status_code == 200
                 assert stream.headers["content-type"].startswith("text/event-stream")
-                lines = stream.aiter_lines()
-                event = None
-                async for line in lines:
-                    if line.startswith("event: ready"):
+                events = sse_events(stream.aiter_lines())
+                async for name, _ in events:
+                    if name == "ready":
                         break
                 r = await ac.post(
                     "/api/v1/bookings", json=booking_body("short-stay", LOCATION, start), headers={"Prefer": "wait=10"}
                 )
                 assert r.status_code == 201, r.text
-                booking_id = r.json()["id"]
+                wanted = (r.json()["id"], "confirmed")
                 async with asyncio.timeout(15):
-                    async for line in lines:
-                        if line.startswith("event:"):
-                            event = line.split(":", 1)[1].strip()
-                        elif line.startswith("data:") and event == "agenda-changed":
-                            data: dict[str, Any] = json.loads(line[5:])
-                            if data.get("booking") == booking_id and data.get("status") == "confirmed":
-                                return data
+                    async for name, data in events:
+                        if name == "agenda-changed" and (data.get("booking"), data.get("status")) == wanted:
+                            return data
         raise AssertionError("no agenda-changed event")
 
     data = asyncio.run(scenario())

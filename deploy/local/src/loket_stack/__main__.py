@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from loket_stack.runner import INFRA, WORKERS, Stack, StackConfig
+from loket_stack.runner import FRONT, INFRA, WORKERS, Stack, StackConfig
 from loket_stack.supervisor import Supervisor, become_subreaper
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         print(f"Loket stopped and {stack.config.data} wiped.")
         return 0
     if command in ("stop", "start"):
-        names = [*INFRA, "sinks", "gateway", *stack.services, *stack.workers]
+        names = [*INFRA, "sinks", *FRONT, *stack.services, *stack.workers]
         if len(argv) != 3 or argv[2] not in names:
             print(f"usage: python -m loket_stack {command} {{{','.join(names)}}}", file=sys.stderr)
             return 2
@@ -80,7 +80,7 @@ def _up(stack: Stack, supervisor: Supervisor) -> int:
         f"""
 Loket is up in {time.monotonic() - started:.1f}s ({", ".join(f"{k} {v:.1f}s" for k, v in timings.items())})
 
-  Web app and API   {c.base_url}/
+  Web app and API   {c.base_url}/   (nginx: rate limits, deploy/edge/README.md)
   API docs          {c.base_url}/api/v1/docs   (OpenAPI: {c.base_url}/api/v1/openapi.json)
   Demo accounts     staff, staff-gentbrugge, ops, admin  (password: demo)
   Services          {", ".join(f"{s} :{getattr(c, s)}" for s in stack.services)}

@@ -1,5 +1,6 @@
 """Start, stop and wipe the whole local stack: PostgreSQL, Kafka, SMTP + SMS sinks, the four
-services and the gateway at one origin.
+services, the token issuer, and the edge (nginx, `loket_stack.edge`) at one origin: the process
+named `gateway`.
 
     python -m loket_stack up        # foreground; Ctrl-C stops everything
     python -m loket_stack down      # stops a stack started elsewhere
@@ -34,6 +35,7 @@ from typing import Any
 import httpx
 
 from loket_runtime import clock
+from loket_stack import edge
 from loket_stack.kafka import KafkaBroker, ensure_jars
 from loket_stack.postgres import EmbeddedPostgres
 
@@ -53,6 +55,9 @@ WORKERS: dict[str, tuple[str, str, dict[str, str]]] = {
 MAIN_ROLES = {"calendar": "projections"}
 # The infrastructure, watched and restarted as the processes are (first: the rest needs it).
 INFRA = ("postgres", "kafka")
+# The front door: the edge (nginx; `gateway`, the name its port has always had) and the small
+# service behind it that issues local tokens and serves the merged OpenAPI document.
+FRONT = ("gateway", "issuer")
 
 
 # Every port of a stack (LOKET_PORT_<NAME>), and how far from the gateway's it lies when a whole
@@ -65,6 +70,7 @@ PORT_OFFSETS = {
     "notifications": 104,
     "sms": 105,
     "calendar_allocator": 106,
+    "issuer": 107,
     "smtp": 25,
     "postgres": 433,
     "kafka": 92,
@@ -87,12 +93,15 @@ class StackConfig:
     notifications: int = 8104
     sms: int = 8105
     calendar_allocator: int = 8106
+    issuer: int = 8107
     smtp: int = 8025
     postgres: int = 5433
     kafka: int = 9092
     kafka_controller: int = 9093
     seed_file: Path | None = REPO / "services/catalogue/seed/ghent.yaml"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Client addresses (or CIDRs) the edge lets past its rate limits (deploy/edge/README.md).
+    trusted_clients: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> StackConfig:
@@ -101,6 +110,8 @@ class StackConfig:
             value = os.environ.get(f"LOKET_PORT_{name.upper()}")
             if value:
                 setattr(config, name, int(value))
+        trusted = os.environ.get("LOKET_EDGE_TRUSTED_CLIENTS", "")
+        config.trusted_clients = tuple(filter(None, (c.strip() for c in trusted.split(","))))
         return config
 
     @classmethod
@@ -133,6 +144,7 @@ class Stack:
         self.workers = [w for w, (service, _, _) in WORKERS.items() if service in self.services and w not in skip]
         # The processes this object started, kept so that they are reaped (no zombie) and their exit known.
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.edge_conf = config.data / "edge" / "nginx.conf"
         self.postgres = EmbeddedPostgres(config.data / "pg", config.postgres)
         self.kafka = KafkaBroker(
             data_dir=config.data / "kafka",
@@ -160,7 +172,9 @@ class Stack:
             # Our own child, not reaped: its pid is its own. (Its command line may not be readable yet:
             # just after exec, /proc/<pid>/cmdline can still be empty.)
             return pid
-        module = "loket_stack." + name if name in ("gateway", "sinks") else "loket_" + WORKERS.get(name, (name,))[0]
+        if name == "gateway":  # nginx, known by its configuration file
+            return pid if pid > 0 and _runs_with(pid, str(self.edge_conf)) else None
+        module = "loket_stack." + name if name in ("issuer", "sinks") else "loket_" + WORKERS.get(name, (name,))[0]
         return pid if pid > 0 and _runs(pid, module) else None
 
     def process_pid(self, name: str) -> int | None:
@@ -202,19 +216,27 @@ class Stack:
             self._pid_file(name).write_text(str(process.pid))
 
     def commands(self) -> dict[str, tuple[list[str], dict[str, str], int]]:
-        """name -> (command line, environment, port) of each process of the stack but the infrastructure."""
+        """name -> (command line, environment, port) of each process of the stack but the infrastructure.
+        Writes the edge's configuration, which its command line names (`loket_stack.edge`)."""
         c = self.config
         python = sys.executable
         sinks = [python, "-m", "loket_stack.sinks", "--mail-dir", str(c.data / "mail")]
         sinks += ["--sms-file", str(c.data / "sms.jsonl"), "--smtp-port", str(c.smtp), "--sms-port", str(c.sms)]
         upstreams = [f"--upstream={s}=http://127.0.0.1:{getattr(c, s)}" for s in SERVICES]
-        web_dir = REPO / "web" / "dist"
-        web_args = ["--web-dir", str(web_dir if web_dir.is_dir() else REPO / "web")] if (REPO / "web").is_dir() else []
-        gateway = [python, "-m", "loket_stack.gateway", "--port", str(c.gateway)]
-        gateway += ["--key-file", str(c.data / "auth" / "signing-key.pem"), *upstreams, *web_args]
+        issuer = [python, "-m", "loket_stack.issuer", "--port", str(c.issuer)]
+        issuer += ["--key-file", str(c.data / "auth" / "signing-key.pem"), *upstreams]
+        built = REPO / "web" / "dist"
+        edge.write_config(
+            self.edge_conf.parent,
+            listen=f"127.0.0.1:{c.gateway}",
+            upstreams={name: f"127.0.0.1:{getattr(c, name)}" for name in edge.UPSTREAMS},
+            web_root=built if built.is_dir() else REPO / "web",
+            trusted_clients=c.trusted_clients,
+        )
         commands = {
             "sinks": (sinks, {}, c.sms),
-            "gateway": (gateway, {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"}, c.gateway),
+            "issuer": (issuer, {"LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth"}, c.issuer),
+            "gateway": (edge.command(self.edge_conf), {}, c.gateway),
         }
         for service in self.services:
             commands[service] = ([python, "-m", f"loket_{service}"], self.service_env(service), getattr(c, service))
@@ -238,6 +260,7 @@ class Stack:
         urls = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
         urls.update({w: f"http://127.0.0.1:{getattr(c, WORKERS[w][1])}/readyz" for w in self.workers})
         urls["gateway"] = f"{c.base_url}/healthz"
+        urls["issuer"] = f"http://127.0.0.1:{c.issuer}/healthz"
         urls["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
         return urls
 
@@ -249,7 +272,7 @@ class Stack:
             "LOKET_KAFKA_BOOTSTRAP": f"127.0.0.1:{c.kafka}",
             "LOKET_HTTP_PORT": str(getattr(c, service)),
             "LOKET_OIDC_ISSUER": f"{c.base_url}/api/v1/auth",
-            "LOKET_OIDC_JWKS_URL": f"http://127.0.0.1:{c.gateway}/api/v1/auth/jwks",
+            "LOKET_OIDC_JWKS_URL": f"http://127.0.0.1:{c.issuer}/api/v1/auth/jwks",
             "LOKET_PUBLIC_BASE_URL": c.base_url,
             "LOKET_SMTP_HOST": "127.0.0.1",
             "LOKET_SMTP_PORT": str(c.smtp),
@@ -309,7 +332,7 @@ class Stack:
         return timings
 
     def up_services(self, timeout: float = 180) -> dict[str, float]:
-        """The SMTP/SMS sinks, the gateway and the services; waits until each is ready."""
+        """The SMTP/SMS sinks, the issuer, the edge and the services; waits until each is ready."""
         t = time.monotonic()
         for name, (args, env, port) in self.commands().items():
             self._spawn(name, args, env, port)
@@ -355,7 +378,7 @@ class Stack:
         # A supervising `up` elsewhere stops everything itself (and would restart what is stopped
         # behind its back); then whatever is left is stopped here.
         self.stop_supervisor()
-        for name in ("gateway", *WORKERS, *reversed(SERVICES), "sinks"):
+        for name in (*FRONT, *WORKERS, *reversed(SERVICES), "sinks"):
             self.stop_process(name)
         self.kafka.stop()
         self.postgres.stop()
@@ -439,7 +462,7 @@ class Stack:
         supervisor = self.supervisor_state()
         known: dict[str, dict[str, Any]] = supervisor.get("processes", {}) if supervisor else {}
         rows = []
-        for name in ("gateway", *SERVICES, *WORKERS, "sinks", *INFRA):
+        for name in (*FRONT, *SERVICES, *WORKERS, "sinks", *INFRA):
             pid = self.process_pid(name)
             seen = known.get(name, {})
             state = "running" if pid else ("restarting" if seen.get("state") == "restarting" else "stopped")
@@ -458,7 +481,7 @@ class Stack:
                 details.append(f"last try: {seen['last_error']}")
             if not pid and self.is_held(name):
                 details.append(f"held: `python -m loket_stack start {name}` starts it again")
-            if not pid and not seen and name not in (*INFRA, "gateway", "sinks", *self.services, *self.workers):
+            if not pid and not seen and name not in (*INFRA, *FRONT, "sinks", *self.services, *self.workers):
                 details.append("not part of this stack")
             rows.append((name, state, ", ".join(details)))
         if supervisor is not None:
@@ -484,18 +507,30 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments of a running process (`_alive`), [] where they cannot be read (not Linux), None if it is gone."""
+    if not _alive(pid):
+        return None
+    if not _PROC:
+        return []
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
 def _runs(pid: int, module: str) -> bool:
     """The process runs (`_alive`) and is `python -m <module>` still: a pid file outlives its process,
     and the pid may since name another. (Without /proc, not Linux, the program cannot be checked.)"""
-    if not _alive(pid):
-        return False
-    if not _PROC:
-        return True
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    return any(args[i : i + 2] == ["-m", module] for i in range(len(args)))
+    args = _command_line(pid)
+    return args is not None and (not _PROC or any(args[i : i + 2] == ["-m", module] for i in range(len(args))))
+
+
+def _runs_with(pid: int, argument: str) -> bool:
+    """As `_runs`, for a program known by an argument: nginx writes its title over its arguments, so
+    the argument is looked for within them."""
+    args = _command_line(pid)
+    return args is not None and (not _PROC or any(argument in arg for arg in args))
 
 
 _PROC = Path("/proc/self/stat").exists()

@@ -3,7 +3,7 @@ backoff, whatever stops.
 
 Each tick (twice a second) the supervisor
 
-- reaps: the services, the sinks, the gateway and Kafka through their `Popen` objects, and any
+- reaps: the services, the sinks, the issuer, the edge (nginx) and Kafka through their `Popen` objects, and any
   other child that has ended (PostgreSQL's postmaster and its backends are handed to us once
   `pg_ctl` exits, because `up` makes itself their subreaper);
 - notices a process that is gone (or a zombie: it has ended), says so with how it ended, and
@@ -86,7 +86,7 @@ class Supervisor:
         self.stack = stack
         self.say = say or (lambda line: print(line, flush=True))
         self.state_file = stack.state_file
-        self.names = [*INFRA, "sinks", *stack.services, *stack.workers, "gateway"]
+        self.names = [*INFRA, "sinks", "issuer", *stack.services, *stack.workers, "gateway"]
         self.watched: dict[str, Watched] = {}
         self.reaped: dict[int, int] = {}  # pid -> returncode, of children reaped without a Popen
         self._client = httpx.Client(timeout=1.0)

@@ -1,8 +1,10 @@
-"""The stack's single origin: routes /api/v1/... to the services, serves the web app, and runs
-the local OIDC token issuer (demo accounts) that the services validate tokens against.
+"""What stands behind the edge (loket_stack.edge) besides the services: the local OIDC token issuer
+(demo accounts; the services validate its tokens against its JWKS) and the API's merged OpenAPI
+document with its docs page. It proxies nothing: nginx routes every request.
 
-In production an ingress does the routing and a real identity provider issues the tokens.
-Written on aiohttp because a proxy must be cheap: it sits in front of every request.
+Failed sign-ins back off (`LoginBackoff`): per account and client, and per account. The edge adds
+the per-client budget of the token route (deploy/edge/loket.conf.template). In production a real
+identity provider issues the tokens: started without `--key-file`, this service serves the docs alone.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import argparse
 import asyncio
 import hmac
 import json
+import math
 import os
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from loket_runtime.i18n import Text, in_language, negotiate, tr
 
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-}
-
-UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
-BUFFERED_BODY = 4 * 1024 * 1024  # bodies up to this size (with a Content-Length) are read whole, then written
-
-# Longest prefix wins. Values are service names; their ports come from the command line.
-ROUTES: list[tuple[str, str]] = [
-    ("/api/v1/ops/notifications", "notifications"),
-    ("/api/v1/ops/persons", "booking"),
-    ("/api/v1/waitlist", "notifications"),
-    ("/api/v1/products", "catalogue"),
-    ("/api/v1/locations", "catalogue"),
-    ("/api/v1/admin", "catalogue"),
-    ("/api/v1/availability", "calendar"),
-    ("/api/v1/agenda", "calendar"),
-    ("/api/v1/ops", "calendar"),
-    ("/api/v1/bookings", "booking"),
-]
-ROUTES.sort(key=lambda route: len(route[0]), reverse=True)
-NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "x-forwarded-proto"}  # the gateway sets these itself
-
 DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
     "staff": {"roles": ["staff"], "locations": ["migration-counter"]},
     "staff-gentbrugge": {"roles": ["staff"], "locations": ["sc-gentbrugge"]},
@@ -66,6 +40,79 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
 TOKEN_SECONDS = 8 * 3600
 
 
+NAME_KEPT = 128  # characters of a user name a counter keeps: longer names count by their start
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0  # monotonic seconds
+    locked_until: float = 0.0
+
+
+class LoginBackoff:
+    """Failed sign-ins back off, as OWASP advises against online guessing, without locking anyone out
+    for good. Per account and client: the first `free_per_pair` failures are free, then each further
+    one locks that pair for 1, 2, 4, ... seconds (up to `max_delay`). Per account, from any client
+    (guessing spread over many addresses): the same after `free_per_account` failures. A sign-in
+    that succeeds clears its pair; an account's count is forgotten `forget_after` seconds after its
+    last failure. Unknown user names are counted alike, so the answers do not tell which exist.
+    At most `max_keys` counters are kept (the oldest go first), so a flood of names cannot fill memory.
+    """
+
+    def __init__(
+        self,
+        free_per_pair: int = 3,
+        free_per_account: int = 20,
+        max_delay: float = 900.0,
+        forget_after: float = 900.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free = {"pair": free_per_pair, "account": free_per_account}
+        self.max_delay = max_delay
+        self.forget_after = forget_after
+        self.max_keys = max_keys
+        self.clock = clock
+        self._failures: OrderedDict[tuple[str, ...], _Failures] = OrderedDict()
+
+    def _keys(self, account: str, client: str) -> dict[str, tuple[str, ...]]:
+        account = account[:NAME_KEPT]
+        return {"pair": ("pair", account, client), "account": ("account", account)}
+
+    def retry_after(self, account: str, client: str) -> float:
+        """Seconds before `client` may try `account` again (0: now)."""
+        now = self.clock()
+        waits = [0.0]
+        for key in self._keys(account, client).values():
+            failures = self._failures.get(key)
+            if failures is not None:
+                waits.append(failures.locked_until - now)
+        return max(waits)
+
+    def failed(self, account: str, client: str) -> None:
+        now = self.clock()
+        for kind, key in self._keys(account, client).items():
+            failures = self._failures.pop(key, None)
+            if failures is None or now - failures.last > self.forget_after:
+                failures = _Failures()
+            failures.count += 1
+            failures.last = now
+            beyond = failures.count - self.free[kind]
+            if beyond > 0:
+                failures.locked_until = now + min(self.max_delay, 2.0 ** (beyond - 1))
+            self._failures[key] = failures  # the newest last: the oldest go first
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, account: str, client: str) -> None:
+        self._failures.pop(self._keys(account, client)["pair"], None)
+
+    def __len__(self) -> int:
+        """How many counters are kept (at most `max_keys`)."""
+        return len(self._failures)
+
+
 class TokenIssuer:
     """A small OIDC-style issuer: RS256 tokens, JWKS, and an OAuth2 password grant for demo accounts."""
 
@@ -73,6 +120,7 @@ class TokenIssuer:
         self.issuer = issuer
         self.audience = audience
         self.password = password
+        self.backoff = LoginBackoff()
         if key_file.exists():
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         else:
@@ -107,6 +155,8 @@ class TokenIssuer:
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     async def token(self, request: web.Request) -> web.Response:
+        """OAuth2 password grant: 200 with a bearer token; 401 for a wrong name or password; 429 with
+        Retry-After while failed sign-ins back off (`LoginBackoff`); 400 for a body that is no form."""
         try:
             # A form aiohttp cannot read (multipart without a boundary, bad encoding) is the client's fault.
             form = await request.post()
@@ -115,9 +165,25 @@ class TokenIssuer:
             return _problem(request, 400, tr("Bad request"), detail)
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
+        # The edge sets X-Real-IP to the client's address; only the edge reaches this service.
+        client = request.headers.get("X-Real-IP") or request.remote or ""
+        wait = self.backoff.retry_after(username, client)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            return _problem(
+                request,
+                429,
+                tr("Too many requests"),
+                tr("Too many failed sign-ins; try again after %(seconds)s seconds.", seconds=seconds),
+                "too-many-requests",
+                headers={"Retry-After": str(seconds)},
+                retry_after=seconds,
+            )
         valid_password = hmac.compare_digest(password.encode(errors="surrogatepass"), self.password.encode())
         if username not in DEMO_ACCOUNTS or not valid_password:
+            self.backoff.failed(username, client)
             return _problem(request, 401, tr("Unauthorized"), tr("Unknown user name or wrong password."))
+        self.backoff.succeeded(username, client)
         return web.json_response(
             {
                 "access_token": self.issue(username),
@@ -143,89 +209,43 @@ class TokenIssuer:
         )
 
 
-def _problem(request: web.Request, status: int, title: Text, detail: Text) -> web.Response:
-    """The gateway's own problem+json, in the request's language (the rule of `loket_runtime.i18n`)."""
+PROBLEM_BASE = "https://loket.gent/problems/"  # as loket_runtime.problems names them
+
+
+def _problem(
+    request: web.Request,
+    status: int,
+    title: Text,
+    detail: Text,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """The issuer's own problem+json, in the request's language (the rule of `loket_runtime.i18n`)."""
     language = negotiate(request.headers.get("Accept-Language"))
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    kind = PROBLEM_BASE + type_ if type_ else "about:blank"
+    body = {"type": kind, "title": title, "status": status, "detail": detail, **extra}
     return web.json_response(
         in_language(body, language),
         status=status,
         content_type="application/problem+json",
-        headers={"Content-Language": language},
+        headers={"Content-Language": language} | (headers or {}),
     )
 
 
-class Gateway:
-    def __init__(self, upstreams: dict[str, str], web_dir: Path | None) -> None:
+class ApiDocs:
+    """The merged OpenAPI document of the services (read from each, `upstreams`: name -> base URL)."""
+
+    def __init__(self, upstreams: dict[str, str]) -> None:
         self.upstreams = upstreams
-        self.web_dir = web_dir
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self, _: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=400, keepalive_timeout=30)
-        # Bytes pass through untouched (no inflating), and no Accept-Encoding is added to a request
-        # that had none: a client that did not ask for gzip must not get it. No cookie jar: one
-        # client's cookies must never be kept and sent along with another client's requests.
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding",),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
     async def stop(self, _: web.Application) -> None:
         if self.session is not None:
             await self.session.close()
-
-    def upstream_for(self, path: str) -> str | None:
-        for prefix, service in ROUTES:
-            if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
-                return self.upstreams[service]
-        return None
-
-    async def proxy(self, request: web.Request) -> web.StreamResponse:
-        """Forward as is: the path and query as the client wrote them, every header but the hop-by-hop
-        ones (repeated ones too), and the answer's bytes untouched (a gzip answer stays gzip)."""
-        base = self.upstream_for(request.path)
-        if base is None:
-            return _problem(request, 404, tr("Not found"), tr("No API at %(path)s.", path=request.path))
-        assert self.session is not None
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
-        headers += [("X-Forwarded-For", request.remote or ""), ("X-Forwarded-Proto", request.scheme)]
-        body = await request.read() if request.can_read_body else None
-        try:
-            upstream = await self.session.request(
-                request.method,
-                base + request.raw_path,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=UPSTREAM_TIMEOUT,
-            )
-        except aiohttp.ClientError as exc:
-            detail = tr(
-                "The service behind %(path)s did not answer (%(reason)s); try again in a moment.",
-                path=request.path,
-                reason=type(exc).__name__,
-            )
-            return _problem(request, 502, tr("Service unavailable"), detail)
-        try:
-            out_headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
-            length = upstream.content_length
-            if (length is not None and length <= BUFFERED_BODY) or upstream.status in (204, 304):
-                # One read, one write: a body in hand is cheaper to pass on than a stream of chunks.
-                return web.Response(status=upstream.status, headers=out_headers, body=await upstream.read())
-            # Server-Sent Events, and bodies of unknown or large size: chunk by chunk as they come.
-            response = web.StreamResponse(status=upstream.status, headers=out_headers)
-            if length is not None:
-                response.content_length = length
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
-        finally:
-            upstream.release()
 
     async def openapi(self, _: web.Request) -> web.Response:
         """One OpenAPI document for the whole API: the services' documents merged."""
@@ -275,18 +295,8 @@ class Gateway:
     async def docs(self, _: web.Request) -> web.Response:
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
-    async def index(self, request: web.Request) -> web.StreamResponse:
-        if self.web_dir is not None:
-            relative = request.match_info.get("tail", "") or "index.html"
-            path = (self.web_dir / relative).resolve()
-            if path.is_relative_to(self.web_dir.resolve()) and path.is_file():
-                return web.FileResponse(path)
-            if (self.web_dir / "index.html").is_file():
-                return web.FileResponse(self.web_dir / "index.html")
-        return web.Response(text=LANDING_PAGE, content_type="text/html")
-
     async def healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "service": "gateway"})
+        return web.json_response({"status": "ok", "service": "issuer"})
 
 
 DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loket API</title></head>
@@ -300,50 +310,54 @@ fetch('/api/v1/openapi.json').then(r => r.json()).then(doc => {
   document.getElementById('ops').appendChild(ul); });
 </script></body></html>"""
 
-LANDING_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loket</title></head>
-<body><h1>Loket</h1><p>Appointments for the Ghent Migration Counter.</p>
-<p><a href="/api/v1/docs">API documentation</a></p></body></html>"""
+
+async def no_local_issuer(request: web.Request) -> web.Response:
+    return _problem(
+        request, 404, tr("Not found"), tr("No local sign-in here: tokens come from the city's identity provider.")
+    )
 
 
-def build_app(upstreams: dict[str, str], issuer: TokenIssuer, web_dir: Path | None) -> web.Application:
-    gateway = Gateway(upstreams, web_dir)
-    app = web.Application(client_max_size=1024 * 1024)
-    app.on_startup.append(gateway.start)
-    app.on_cleanup.append(gateway.stop)
-    app.router.add_post("/api/v1/auth/token", issuer.token)
-    app.router.add_get("/api/v1/auth/jwks", issuer.jwks_handler)
-    app.router.add_get("/api/v1/auth/.well-known/openid-configuration", issuer.discovery)
-    app.router.add_get("/api/v1/openapi.json", gateway.openapi)
-    app.router.add_get("/api/v1/docs", gateway.docs)
-    app.router.add_get("/healthz", gateway.healthz)
-    app.router.add_route("*", "/api/{tail:.*}", gateway.proxy)
-    app.router.add_get("/{tail:.*}", gateway.index)
+def build_app(upstreams: dict[str, str], issuer: TokenIssuer | None) -> web.Application:
+    """The issuer's routes (none with `issuer=None`, as in production), the docs, /healthz."""
+    docs = ApiDocs(upstreams)
+    app = web.Application(client_max_size=64 * 1024)
+    app.on_startup.append(docs.start)
+    app.on_cleanup.append(docs.stop)
+    if issuer is not None:
+        app.router.add_post("/api/v1/auth/token", issuer.token)
+        app.router.add_get("/api/v1/auth/jwks", issuer.jwks_handler)
+        app.router.add_get("/api/v1/auth/.well-known/openid-configuration", issuer.discovery)
+    else:
+        app.router.add_route("*", "/api/v1/auth/{tail:.*}", no_local_issuer)
+    app.router.add_get("/api/v1/openapi.json", docs.openapi)
+    app.router.add_get("/api/v1/docs", docs.docs)
+    app.router.add_get("/healthz", docs.healthz)
     return app
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8107)
     parser.add_argument("--upstream", action="append", default=[], help="name=http://127.0.0.1:PORT")
-    parser.add_argument("--key-file", type=Path, required=True)
-    parser.add_argument("--web-dir", type=Path)
+    parser.add_argument("--key-file", type=Path, help="the signing key (made when missing); none: no local sign-in")
     args = parser.parse_args()
     upstreams = dict(item.split("=", 1) for item in args.upstream)
-    issuer = TokenIssuer(
-        args.key_file,
-        issuer=os.environ.get("LOKET_OIDC_ISSUER", f"http://127.0.0.1:{args.port}/api/v1/auth"),
-        audience=os.environ.get("LOKET_OIDC_AUDIENCE", "loket"),
-        password=os.environ.get("LOKET_DEMO_PASSWORD", "demo"),
-    )
+    issuer = None
+    if args.key_file is not None:
+        issuer = TokenIssuer(
+            args.key_file,
+            issuer=os.environ.get("LOKET_OIDC_ISSUER", "http://127.0.0.1:8000/api/v1/auth"),
+            audience=os.environ.get("LOKET_OIDC_AUDIENCE", "loket"),
+            password=os.environ.get("LOKET_DEMO_PASSWORD", "demo"),
+        )
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    web.run_app(
-        build_app(upstreams, issuer, args.web_dir), host="127.0.0.1", port=args.port, access_log=None, print=None
-    )
+    web.run_app(build_app(upstreams, issuer), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":
