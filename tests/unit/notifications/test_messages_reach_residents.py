@@ -11,6 +11,8 @@ manage link still fits one SMS with the longest date and a long public address.
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -91,11 +93,18 @@ def test_the_to_header_names_the_address_as_smtp_carries_it(address: str, header
 # --- against a real SMTP server ------------------------------------------------------------------
 
 
+_ports = itertools.count(int(os.environ.get("LOKET_TEST_PORT_BASE", "18000")) + 590)  # this run's range
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    for port in _ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise AssertionError("unreachable")
 
 
 class Recording(MailFolder):
