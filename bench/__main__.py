@@ -396,7 +396,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated subset (default {DEFAULT}; also: profile, notifications)")
+    p.add_argument(
+        "--scenarios", default=DEFAULT, help=f"comma-separated subset (default {DEFAULT}; also: profile, notifications)"
+    )
     p.add_argument("--quick", action="store_true", help="steady runs of 10 s, smaller allocator/availability runs")
     p.add_argument("--rates", default="100,200,400", help="steady rates, req/s")
     p.add_argument("--duration", type=float, help="steady seconds (default 30, quick 10)")

@@ -25,12 +25,12 @@ from bench.calendar_figs import free_starts
 from bench.loket import DATA, PRODUCT, Loket, _lag
 from bench.procs import Watch, listening_pid
 
-DUE_OPEN = (
-    "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()"
-)
+DUE_OPEN = "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()"
 
 
-async def book(url: str, location: str, starts: list[dict[str, str]], n: int, seed: int, concurrency: int) -> Counter[int]:
+async def book(
+    url: str, location: str, starts: list[dict[str, str]], n: int, seed: int, concurrency: int
+) -> Counter[int]:
     """n distinct residents on the first starts of `location`; returns the answers' status codes."""
     statuses: Counter[int] = Counter()
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -83,9 +83,9 @@ async def _follow(dsn: str, loket: Loket, timeout: float) -> dict[str, Any]:
             sent = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'")
             samples.append((round(t, 2), sent))
             due = await conn.fetchval(DUE_OPEN)
-            if due == 0 and t > 1:
+            if due == 0:
                 lag = await _lag(loket)
-                if not lag.get("notifications"):
+                if lag.get("notifications") == 0:  # absent until its first batch is committed
                     break
             if t > timeout:
                 break
@@ -124,9 +124,9 @@ def notifications(loket: Loket, n: int, seed: int, timeout: float = 600) -> dict
     ready_s = time.perf_counter() - t_spawn
     pids = loket.pids()
     pg = listening_pid(loket.config.postgres)
-    groups = {
-        name: pids[name] for name in ("notifications", "booking", "sinks") if name in pids
-    } | ({"postgres": pg} if pg else {})
+    groups = {name: pids[name] for name in ("notifications", "booking", "sinks") if name in pids} | (
+        {"postgres": pg} if pg else {}
+    )
     recorder = None
     if os.environ.get("BENCH_PROFILE"):  # py-spy on notifications and booking while they work it off
         from bench.profiling import Recorder, summarise

@@ -1253,7 +1253,9 @@ def rejected(booking: str, start: datetime, told_in_response: bool = False) -> e
         product_id="residence-card",
         start=start,
         reason="slot-taken",
-        alternatives=[ev.Slot(start=start + timedelta(minutes=20), end=start + timedelta(minutes=40), location_id="sc-zuid")],
+        alternatives=[
+            ev.Slot(start=start + timedelta(minutes=20), end=start + timedelta(minutes=40), location_id="sc-zuid")
+        ],
         language="en",
         told_in_response=told_in_response,
     )  # type: ignore[arg-type]
@@ -1261,9 +1263,7 @@ def rejected(booking: str, start: datetime, told_in_response: bool = False) -> e
 
 def message_ids(folder: Path) -> list[str]:
     """The Message-ID of every e-mail the server kept, one entry per copy received."""
-    return [
-        str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"]) for p in folder.glob("*.eml")
-    ]
+    return [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"]) for p in folder.glob("*.eml")]
 
 
 async def storm(producer: AIOKafkaProducer, count: int) -> list[str]:

@@ -16,9 +16,7 @@ def read(raw: bytes) -> EmailMessage:
 
 
 def build(text: str, html: str = "<p>x</p>", ics: str | None = None, subject: str = "Afspraak") -> bytes:
-    body = mime.multipart(
-        "alternative", [mime.text_part("plain", text), mime.text_part("html", html)], "=_loket_alt"
-    )
+    body = mime.multipart("alternative", [mime.text_part("plain", text), mime.text_part("html", html)], "=_loket_alt")
     if ics is not None:
         attachment = mime.text_part("calendar", ics, params={"method": "REQUEST"}, filename="appointment.ics")
         body = mime.multipart("mixed", [body, attachment], "=_loket_mix")

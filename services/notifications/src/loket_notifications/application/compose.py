@@ -6,10 +6,10 @@ is picked up), and the result is stored: every retry sends the same bytes with t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-import uuid
 from email.utils import format_datetime, formataddr
 from typing import Any
 from urllib.parse import urlencode
@@ -86,10 +86,12 @@ _when = memoized(fmt.when)
 _long_date = memoized(fmt.long_date)
 
 
-@memoized
-def _booking_link(base: str, product: str | None, location: str | None, day: str | None) -> str:
+def _link(base: str, product: str | None, location: str | None, day: str | None) -> str:
     query = {k: v for k, v in (("product", product), ("location", location), ("date", day)) if v}
     return f"{base}/?{urlencode(query)}"
+
+
+_booking_link = memoized(_link)
 
 
 def _boundary() -> str:
@@ -170,7 +172,7 @@ class Composer:
             _, one_click = self.unsubscribe_links(row.subscription_id or "")
             headers += [("List-Unsubscribe", f"<{one_click}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
         headers.append(("Content-Language", language))
-        body = mime.multipart(
+        parts = mime.multipart(
             "alternative",
             [mime.text_part("plain", _TEXT.render(m=content)), mime.text_part("html", _HTML.render(m=content))],
             _boundary(),
@@ -181,8 +183,8 @@ class Composer:
             attachment = mime.text_part(
                 "calendar", ics, params={"method": calendar["method"]}, filename="appointment.ics"
             )
-            body = mime.multipart("mixed", [body, attachment], _boundary())
-        return Rendered(contact.email, content.subject, mid, mime.message(headers, body))
+            parts = mime.multipart("mixed", [parts, attachment], _boundary())
+        return Rendered(contact.email, content.subject, mid, mime.message(headers, parts))
 
     def sms_text(
         self, kind: Kind, language: str, ctx: dict[str, Any], location: LocationInfo | None, manage: str | None
@@ -337,7 +339,7 @@ class Composer:
             organizer=ical.Party(self.settings.mail_from, self.settings.mail_from_name),
             attendee=ical.Party(contact.email, name) if contact.email else None,
         )
-        return ics.decode("utf-8")
+        return str(ics, "utf-8")
 
 
 def calendar_of(kind: Kind, row: DeliveryRow) -> dict[str, Any] | None:

@@ -36,9 +36,7 @@ def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
 
 
-def text_part(
-    subtype: str, text: str, params: dict[str, str] | None = None, filename: str | None = None
-) -> bytes:
+def text_part(subtype: str, text: str, params: dict[str, str] | None = None, filename: str | None = None) -> bytes:
     """A `text/<subtype>; charset="utf-8"` part (headers, blank line, body), e.g. plain, html or
     calendar; `filename` makes it an attachment."""
     body = _crlf(text)
