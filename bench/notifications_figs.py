@@ -21,7 +21,7 @@ import aiohttp
 import asyncpg
 
 from bench import RESULTS
-from bench.calendar_figs import free_starts
+from bench.calendar_figs import free_starts, percentiles
 from bench.loket import DATA, PRODUCT, Loket, _lag
 from bench.procs import Watch, listening_pid
 
@@ -59,6 +59,32 @@ async def book(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
+
+
+async def probe(url: str, location: str, starts: list[dict[str, str]], n: int, rate: float, seed: int) -> list[float]:
+    """n bookings at `rate` per second (open loop) at another location: seconds from each request's
+    scheduled time to its answer (the decision), as a resident during the storm would see it."""
+    headers = {"Content-Type": "application/json", "Prefer": "wait=5"}
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        t0 = time.perf_counter()
+
+        async def one(i: int) -> None:
+            await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            body = {
+                "product": PRODUCT,
+                "location": location,
+                "start": starts[i % len(starts)]["start"],
+                "person": {"given_name": "Probe", "family_name": f"Probe-{seed}-{i}"},
+                "contact": {"email": f"probe-{seed}-{i}@example.org"},
+                "language": "en",
+            }
+            async with session.post(f"{url}/api/v1/bookings", json=body, headers=headers) as r:
+                await r.read()
+            latencies.append(time.perf_counter() - (t0 + i / rate))
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return latencies
 
 
 def wait_decided(loket: Loket, timeout: float) -> bool:
@@ -116,6 +142,13 @@ def notifications(loket: Loket, n: int, seed: int, timeout: float = 600) -> dict
     statuses = asyncio.run(book(loket.url, location, starts, n, seed, concurrency=100))
     booking_s = time.perf_counter() - t
     decided = wait_decided(loket, timeout=120)
+    # Decisions while notifications is stopped, then again while it works off the backlog: the same
+    # number of requests at the same rate, on a location of their own.
+    probe_location = loket.take_location()
+    probe_starts = free_starts(loket, probe_location)[:40]
+    probe_n, probe_rate = 100, 10.0
+    idle_latencies = asyncio.run(probe(loket.url, probe_location, probe_starts, probe_n, probe_rate, seed))
+    decided = wait_decided(loket, timeout=120) and decided
     mail = DATA / "mail"
     mails_before = sum(1 for _ in mail.glob("*.eml"))
     dsn = loket.dsn("notifications")
@@ -136,7 +169,14 @@ def notifications(loket: Loket, n: int, seed: int, timeout: float = 600) -> dict
         recorder.start()
     try:
         with Watch(groups, with_children={"postgres"}) as watch:
-            followed = asyncio.run(_follow(dsn, loket, timeout))
+
+            async def drain_and_probe() -> tuple[dict[str, Any], list[float]]:
+                seed_during = seed + 1_000_000
+                follow = asyncio.ensure_future(_follow(dsn, loket, timeout))
+                during = await probe(loket.url, probe_location, probe_starts, probe_n, probe_rate, seed_during)
+                return await follow, during
+
+            followed, busy_latencies = asyncio.run(drain_and_probe())
     finally:
         if recorder is not None:
             recorder.stop()
@@ -162,6 +202,9 @@ def notifications(loket: Loket, n: int, seed: int, timeout: float = 600) -> dict
         "messages_per_s_after_ready": round(sent / followed["elapsed"], 1) if followed["elapsed"] else None,
         # first to last message sent (sent_at): the sender's own pace, start-up and planning's head start excluded
         "messages_per_s_steady": round((sent - 1) / steady_s, 1) if steady_s else None,
+        # the same 100 bookings at 10/s: before notifications started, and while it drained
+        "decisions_ms_notifications_stopped": percentiles(idle_latencies),
+        "decisions_ms_while_draining": percentiles(busy_latencies),
         "cpu_ms_per_message": {k: round(1000 * v / sent, 2) for k, v in cpu_s.items()} if sent else {},
         "notifications_peak_rss_mb": summary["peak_rss_mb"].get("notifications"),  # type: ignore[attr-defined]
         **outcomes,

@@ -71,3 +71,26 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers() -> None:
     assert await patient == "contact of b-2"
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_linger_gathers_calls_made_one_after_the_other() -> None:
+    """Outcomes arrive one by one (each after its own SMTP reply): a short linger makes them one batch."""
+    directory = Directory()
+    asked = Coalescing(directory, linger=0.05)
+
+    async def later(n: int) -> str:
+        await asyncio.sleep(0.005 * n)
+        return await asked(f"b-{n}")
+
+    assert await asyncio.gather(*(later(n) for n in range(5))) == [f"contact of b-{n}" for n in range(5)]
+    assert len(directory.calls) == 1
+    assert await asked("b-9") == "contact of b-9"  # and the next call is not left waiting
+    assert len(directory.calls) == 2
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_after_the_linger() -> None:
+    directory = Directory()
+    asked = Coalescing(directory, max_batch=3, linger=0.05)
+    assert len(await asyncio.gather(*(asked(f"b-{n}") for n in range(4)))) == 4
+    assert [len(call) for call in directory.calls] == [3, 1]
+    assert await asked("b-5") == "contact of b-5"

@@ -1,4 +1,5 @@
-"""Many callers, one round trip: calls made while the event loop runs one round become one batch.
+"""Many callers, one round trip: calls made while the event loop runs one round (or within a short
+`linger`) become one batch.
 
 The sender works on a claimed batch of messages at once, each message its own task; each task asks
 for its contact, stores its rendered bytes and records its outcome as if it were alone. Every such
@@ -26,13 +27,14 @@ class Coalescing(Generic[Item, Result]):
     item asked in the same round of the event loop. An exception raised by `batch` itself reaches
     every caller of that batch."""
 
-    def __init__(self, batch: BatchCall[Item, Result], max_batch: int = 200) -> None:
+    def __init__(self, batch: BatchCall[Item, Result], max_batch: int = 200, linger: float = 0.0) -> None:
         self.batch = batch
         self.max_batch = max_batch
+        self.linger = linger  # seconds to wait for more items after the first (0: this round only)
         self.batches = 0  # calls of `batch` so far (tests and metrics)
         self._items: list[Item] = []
         self._futures: list[asyncio.Future[Result]] = []
-        self._scheduled = False
+        self._timer: asyncio.Handle | None = None  # the flush to come, if any
         self._in_flight: set[asyncio.Task[None]] = set()  # strong references while a batch runs
 
     async def __call__(self, item: Item) -> Result:
@@ -42,13 +44,15 @@ class Coalescing(Generic[Item, Result]):
         self._futures.append(future)
         if len(self._items) >= self.max_batch:
             self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)  # after every task ready now has asked too
+        elif self._timer is None:
+            # after every task ready now has asked too, or after the linger
+            self._timer = loop.call_later(self.linger, self._flush) if self.linger else loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
-        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()  # a full batch goes before its time
+            self._timer = None
         if not self._items:
             return
         items, futures = self._items, self._futures

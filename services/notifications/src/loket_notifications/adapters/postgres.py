@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -62,7 +63,8 @@ class PostgresStore:
     def __init__(self) -> None:
         self.outbox = Outbox()
         self._rendered: Coalescing[tuple[Any, tuple[Any, ...]], None] = Coalescing(self._save_rendered_batch)
-        self._outcomes: Coalescing[_Outcome, bool] = Coalescing(self._finish_batch)
+        # Outcomes come one by one (each after its own server reply): a short linger gathers them.
+        self._outcomes: Coalescing[_Outcome, bool] = Coalescing(self._finish_batch, linger=0.05)
 
     # --- bookings ------------------------------------------------------------------------
 
@@ -120,31 +122,35 @@ class PostgresStore:
     # --- deliveries ----------------------------------------------------------------------
 
     async def add_deliveries(self, conn: Conn, deliveries: list[NewDelivery]) -> int:
-        """Plan the messages (a known one is left as it is); one planned as skipped is finished at
-        its due time with the reason as its error. Returns how many were new."""
-        added = 0
-        for d in deliveries:
-            status = await conn.execute(
-                "INSERT INTO deliveries (id, dedupe_key, booking_id, subscription_id, kind, version, channel,"
-                " language, context, due_at, not_after, next_attempt_at, status, last_error, finished_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11, $10::timestamptz,"
-                " CASE WHEN $12::text IS NULL THEN 'pending' ELSE 'skipped' END, $12::text,"
-                " CASE WHEN $12::text IS NULL THEN NULL ELSE $10::timestamptz END) ON CONFLICT DO NOTHING",
-                uuid.UUID(d.id),
-                d.dedupe_key,
-                d.booking_id,
-                uuid.UUID(d.subscription_id) if d.subscription_id else None,
-                d.kind,
-                d.version,
-                d.channel,
-                d.language,
-                d.context,
-                d.due_at,
-                d.not_after,
-                d.skipped,
-            )
-            added += int(status.split()[-1])
-        return added
+        """Plan the messages (a known one is left as it is), in one statement; one planned as skipped
+        is finished at its due time with the reason as its error. Returns how many were new."""
+        if not deliveries:
+            return 0
+        status: str = await conn.execute(
+            "INSERT INTO deliveries (id, dedupe_key, booking_id, subscription_id, kind, version, channel,"
+            " language, context, due_at, not_after, next_attempt_at, status, last_error, finished_at)"
+            " SELECT id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context::jsonb,"
+            " due_at, not_after, due_at, CASE WHEN skipped IS NULL THEN 'pending' ELSE 'skipped' END, skipped,"
+            " CASE WHEN skipped IS NULL THEN NULL ELSE due_at END"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[],"
+            " $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[])"
+            " AS u(id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context, due_at,"
+            " not_after, skipped)"
+            " ON CONFLICT DO NOTHING",
+            [uuid.UUID(d.id) for d in deliveries],
+            [d.dedupe_key for d in deliveries],
+            [d.booking_id for d in deliveries],
+            [uuid.UUID(d.subscription_id) if d.subscription_id else None for d in deliveries],
+            [d.kind for d in deliveries],
+            [d.version for d in deliveries],
+            [d.channel for d in deliveries],
+            [d.language for d in deliveries],
+            [json.dumps(d.context) for d in deliveries],
+            [d.due_at for d in deliveries],
+            [d.not_after for d in deliveries],
+            [d.skipped for d in deliveries],
+        )
+        return int(status.split()[-1])
 
     async def claim_due(
         self, pool: asyncpg.Pool, now: datetime, limit: int, lease: timedelta, claimer: str
@@ -179,10 +185,13 @@ class PostgresStore:
         await self._rendered((pool, (uuid.UUID(delivery_id), recipient, subject, message_id, payload)))
 
     async def _save_rendered_batch(self, items: list[tuple[Any, tuple[Any, ...]]]) -> list[None]:
-        await items[0][0].executemany(
-            "UPDATE deliveries SET recipient = $2, subject = $3, message_id = $4, payload = $5, updated_at = now()"
-            " WHERE id = $1",
-            [args for _, args in items],
+        rows = [args for _, args in items]
+        await items[0][0].execute(
+            "UPDATE deliveries d SET recipient = u.recipient, subject = u.subject, message_id = u.message_id,"
+            " payload = u.payload, updated_at = now()"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
+            " AS u(id, recipient, subject, message_id, payload) WHERE d.id = u.id",
+            *([row[i] for row in rows] for i in range(5)),
         )
         return [None] * len(items)
 

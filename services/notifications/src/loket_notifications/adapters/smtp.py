@@ -1,10 +1,11 @@
-"""E-mail over SMTP with aiosmtplib: one connection kept open and reused for message after message.
+"""E-mail over SMTP with aiosmtplib: connections kept open and reused for message after message.
 
 A connection costs a TCP handshake, EHLO, possibly STARTTLS and a login, and QUIT: several times the
 cost of the message itself (one per message once took most of this service's time in a storm). So
-one client stays connected; messages go over it one transaction after the other (MAIL, RCPT, DATA),
-while the sender composes the next ones. Neither aiosmtplib nor the stack's server speaks
-PIPELINING (RFC 2920), so the transactions are not interleaved on the wire.
+clients stay connected (`connections`, 1 by default; `LOKET_SMTP_CONNECTIONS`); messages go over
+each one transaction after the other (MAIL, RCPT, DATA), while the sender composes the next ones.
+Neither aiosmtplib nor the stack's server speaks PIPELINING (RFC 2920), so a transaction costs
+four round trips: a second connection overlaps them when the server is far or the machine busy.
 
 When the connection is gone (the server restarted, closed an idle connection, or answered 421):
 - before DATA, the server holds nothing of the message: reconnect at once and send it again;
@@ -57,6 +58,7 @@ class SmtpTransport:
         start_tls: bool = False,
         use_tls: bool = False,
         timeout: float = 15.0,
+        connections: int = 1,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,8 +68,11 @@ class SmtpTransport:
         self.use_tls = use_tls
         self.timeout = timeout
         self.connections_opened = 0  # for tests and metrics: how many times we (re)connected
-        self._client: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
+        # Each connection carries one transaction at a time; a message takes whichever is free.
+        self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
+        self._all = [_Connection(self) for _ in range(max(1, connections))]
+        for connection in self._all:
+            self._idle.put_nowait(connection)
 
     async def send(self, sender: str, recipients: list[str], message: bytes) -> None:
         """Send one message. Raises PermanentError (refused for good) or TransientError (try later)."""
@@ -81,14 +86,30 @@ class SmtpTransport:
             # The rendered message names the resident in RFC 2047 words, which an address may not
             # hold: the To: header goes as SMTP carries it (the same bytes on every retry).
             message = with_recipient_header(message, recipients[0])
-        async with self._lock:
+        connection = await self._idle.get()
+        try:
             try:
-                await self._transaction(from_address, envelope, message, utf8)
+                await connection.transaction(from_address, envelope, message, utf8)
             except _Reconnect:
                 # once: a connection that fails again right after it was opened is an outage
-                await self._transaction(from_address, envelope, message, utf8, fresh=True)
+                await connection.transaction(from_address, envelope, message, utf8, fresh=True)
+        finally:
+            self._idle.put_nowait(connection)
 
-    async def _transaction(
+    async def aclose(self) -> None:
+        """QUIT politely (on shutdown); a connection already gone is simply forgotten."""
+        for connection in self._all:
+            await connection.close()
+
+
+class _Connection:
+    """One SMTP connection of the transport, opened when first needed and again after it dropped."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self._client: aiosmtplib.SMTP | None = None
+
+    async def transaction(
         self, sender: str, recipients: list[str], message: bytes, utf8: bool, fresh: bool = False
     ) -> None:
         client = await self._connected()
@@ -146,14 +167,15 @@ class SmtpTransport:
         if self._client is not None and self._client.is_connected:
             return self._client
         self._drop()
+        t = self.transport
         client = aiosmtplib.SMTP(
-            hostname=self.host,
-            port=self.port,
-            username=self.username,
-            password=self.password,
-            start_tls=self.start_tls,
-            use_tls=self.use_tls,
-            timeout=self.timeout,
+            hostname=t.host,
+            port=t.port,
+            username=t.username,
+            password=t.password,
+            start_tls=t.start_tls,
+            use_tls=t.use_tls,
+            timeout=t.timeout,
         )
         try:
             await client.connect()
@@ -164,8 +186,8 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
             raise TransientError(f"SMTP unavailable: {exc!r}") from exc
-        self.connections_opened += 1
-        log.info("SMTP connection opened", host=self.host, port=self.port, count=self.connections_opened)
+        t.connections_opened += 1
+        log.info("SMTP connection opened", host=t.host, port=t.port, count=t.connections_opened)
         self._client = client
         return client
 
@@ -182,13 +204,11 @@ class SmtpTransport:
             self._client.close()
             self._client = None
 
-    async def aclose(self) -> None:
-        """QUIT politely (on shutdown); a connection already gone is simply forgotten."""
-        async with self._lock:
-            if self._client is not None and self._client.is_connected:
-                with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                    await self._client.quit()
-            self._drop()
+    async def close(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self._client.quit()
+        self._drop()
 
 
 def _classified(exc: aiosmtplib.SMTPResponseException) -> Exception:

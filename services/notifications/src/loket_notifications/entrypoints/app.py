@@ -61,6 +61,7 @@ class NotificationSettings(ServiceSettings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_timeout_seconds: float = 15
+    smtp_connections: int = 1  # kept open and reused (adapters/smtp.py)
     mail_from: str = "afspraken@loket.gent"
     mail_from_name: str = "Stad Gent - Loket"
     message_domain: str = "loket.gent"  # right-hand side of Message-IDs (ICS UIDs: loket_runtime.ical)
@@ -162,6 +163,7 @@ def build_app(
         settings.smtp_starttls,
         settings.smtp_tls,
         settings.smtp_timeout_seconds,
+        settings.smtp_connections,
     )
     sms = sms or HttpSmsGateway(settings.sms_url, settings.sms_token, settings.sms_sender)
     compose_settings = ComposeSettings(
