@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -50,22 +49,14 @@ from loket_runtime.problems import Problem
 from loket_stack.kafka import KafkaBroker
 from loket_stack.postgres import EmbeddedPostgres
 from loket_stack.sinks import MailFolder, sms_app
+from tests.conftest import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
-# This module's own servers, beside the session's stack (base + 0..433) and test_stack_up's (+600).
-_ports = itertools.count(int(os.environ.get("LOKET_TEST_PORT_BASE", "18000")) + 450)
+_ports = free_ports(450)  # this module's own servers; test_stack_up's start at + 600
 
 
 def _free_port() -> int:
-    """A port of this run's range that nothing listens on now."""
-    for port in _ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("unreachable")
+    return next(_ports)
 
 
 PG_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT = _free_port(), _free_port(), _free_port()

@@ -11,9 +11,6 @@ manage link still fits one SMS with the longest date and a long public address.
 
 from __future__ import annotations
 
-import itertools
-import os
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -36,6 +33,7 @@ from loket_notifications.domain.keys import booking_key
 from loket_notifications.domain.kinds import Kind, channel_of
 from loket_notifications.domain.sms import is_gsm7, septets
 from loket_stack.sinks import MailFolder, mail_server
+from tests.conftest import free_ports
 
 START = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
@@ -93,18 +91,11 @@ def test_the_to_header_names_the_address_as_smtp_carries_it(address: str, header
 # --- against a real SMTP server ------------------------------------------------------------------
 
 
-_ports = itertools.count(int(os.environ.get("LOKET_TEST_PORT_BASE", "18000")) + 590)  # this run's range
+_ports = free_ports(590)  # this run's range, apart from the integration tests' servers
 
 
 def free_port() -> int:
-    for port in _ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("unreachable")
+    return next(_ports)
 
 
 class Recording(MailFolder):

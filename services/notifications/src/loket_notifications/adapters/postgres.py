@@ -64,7 +64,7 @@ class PostgresStore:
         self.outbox = Outbox()
         self._rendered: Coalescing[tuple[Any, tuple[Any, ...]], None] = Coalescing(self._save_rendered_batch)
         # Outcomes come one by one (each after its own server reply): a short linger gathers them.
-        self._outcomes: Coalescing[_Outcome, bool] = Coalescing(self._finish_batch, linger=0.05)
+        self._outcomes: Coalescing[_Outcome, bool] = Coalescing(self._finish_batch, linger=0.02)
 
     # --- bookings ------------------------------------------------------------------------
 
