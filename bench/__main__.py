@@ -5,7 +5,7 @@
   uv run python -m bench --scenarios storm,hot --quick    # a subset
   uv run python -m bench --scenarios profile              # py-spy on every service during a storm
 
-Scenarios: storm, hot, steady, allocator, availability, rebuild, profile (not in the default set).
+Scenarios: storm, hot, steady, allocator, availability, rebuild; profile and notifications (not in the default set).
 Writes bench/results/<UTC date-time>.json and refreshes the figures in bench/README.md (--no-readme to skip).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bench import RESULTS, calendar_figs, report
+from bench import RESULTS, calendar_figs, notifications_figs, report
 from bench.baseline import LOCATION as BASE_LOCATION
 from bench.baseline import PRODUCT as BASE_PRODUCT
 from bench.baseline import Baseline, loadgen
@@ -242,6 +242,17 @@ class Bench:
         self.results["runs"]["rebuild"] = calendar_figs.rebuild(self.loket)
         self.save()
 
+    def notifications(self) -> None:
+        """A storm's decisions worked off by notifications started afresh: messages/s into the SMTP sink."""
+        self.fresh_if_dirty()
+        n = 5_000 if not self.a.quick else 2_000
+        self.seed += 1
+        log(f"notifications: {n} bookings with notifications stopped, then the backlog into the SMTP sink")
+        run = notifications_figs.notifications(self.loket, n, self.seed)
+        self.results["runs"]["notifications"] = run
+        self.dirty = not run["complete"]
+        self.save()
+
     def profile(self) -> None:
         from bench.profiling import Recorder, summarise
 
@@ -342,6 +353,7 @@ class Bench:
                 "rebuild",
                 "availability",
                 "allocator_storm",
+                "notifications",
                 "profile",
                 "profile_availability",
             )
@@ -384,7 +396,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default=DEFAULT, help=f"comma-separated subset (default {DEFAULT}; also: profile)")
+    p.add_argument(
+        "--scenarios", default=DEFAULT, help=f"comma-separated subset (default {DEFAULT}; also: profile, notifications)"
+    )
     p.add_argument("--quick", action="store_true", help="steady runs of 10 s, smaller allocator/availability runs")
     p.add_argument("--rates", default="100,200,400", help="steady rates, req/s")
     p.add_argument("--duration", type=float, help="steady seconds (default 30, quick 10)")

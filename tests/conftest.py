@@ -14,8 +14,10 @@ runs the end-to-end and browser tests this way on the days that break calendars.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +30,18 @@ from loket_runtime import clock
 from loket_stack.runner import REPO, Stack, StackConfig
 
 PORT_BASE = int(os.environ.get("LOKET_TEST_PORT_BASE", "18000"))
+
+
+def free_ports(offset: int) -> Iterator[int]:
+    """Ports of this run's range, from PORT_BASE + offset on, that nothing listens on now: for the
+    servers a test module starts itself, beside the session's stack (PORT_BASE + 0 to 433)."""
+    for port in itertools.count(PORT_BASE + offset):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        yield port
 
 
 def instant_of(raw: str) -> datetime:

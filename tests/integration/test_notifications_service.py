@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -50,20 +49,14 @@ from loket_runtime.problems import Problem
 from loket_stack.kafka import KafkaBroker
 from loket_stack.postgres import EmbeddedPostgres
 from loket_stack.sinks import MailFolder, sms_app
+from tests.conftest import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
-_taken: set[int] = set()
+_ports = free_ports(450)  # this module's own servers; test_stack_up's start at + 600
 
 
 def _free_port() -> int:
-    """A port nothing listens on now (ours alone: away from the dev stack and other test runs)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _taken:
-            _taken.add(port)
-            return port
+    return next(_ports)
 
 
 PG_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT = _free_port(), _free_port(), _free_port()
@@ -111,6 +104,7 @@ LOCATIONS = [
 ]
 CONTACTS: dict[str, dict[str, Any]] = {}
 CONTACTS_DOWN_UNTIL = [0.0]  # time.monotonic() until which booking's contact endpoint answers 503
+CONTACT_BATCHES: list[int] = []  # how many contacts each call to booking asked for
 _phone = itertools.count(100000)
 
 pytestmark = pytest.mark.timeout(170)
@@ -140,6 +134,15 @@ def _fake_services() -> FastAPI:
         if booking_id not in CONTACTS:
             raise HTTPException(404)
         return CONTACTS[booking_id]
+
+    @app.post("/internal/bookings/contacts")
+    async def contacts(body: dict[str, list[str]], x_internal_token: str = Header()) -> dict[str, Any]:
+        if x_internal_token != "test-internal":
+            raise HTTPException(401)
+        if time.monotonic() < CONTACTS_DOWN_UNTIL[0]:
+            raise HTTPException(503)
+        CONTACT_BATCHES.append(len(body["ids"]))
+        return {"contacts": {i: CONTACTS[i] for i in body["ids"] if i in CONTACTS}}
 
     return app
 
@@ -1229,6 +1232,136 @@ async def test_two_instances_share_the_work_without_duplicates(
         assert claimed_by <= {service.app.state.runtime.settings.instance_id, "it-2"}
     finally:
         await second.stop()
+
+
+# --- a storm: one SMTP connection, contacts in batches, rejections told on screen ---------------
+
+
+def rejected(booking: str, start: datetime, told_in_response: bool = False) -> ev.BookingRejected:
+    return ev.BookingRejected(
+        booking_id=booking,
+        location_id="migration-counter",
+        product_id="residence-card",
+        start=start,
+        reason="slot-taken",
+        alternatives=[
+            ev.Slot(start=start + timedelta(minutes=20), end=start + timedelta(minutes=40), location_id="sc-zuid")
+        ],
+        language="en",
+        told_in_response=told_in_response,
+    )  # type: ignore[arg-type]
+
+
+def message_ids(folder: Path) -> list[str]:
+    """The Message-ID of every e-mail the server kept, one entry per copy received."""
+    return [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Message-ID"]) for p in folder.glob("*.eml")]
+
+
+async def storm(producer: AIOKafkaProducer, count: int) -> list[str]:
+    """`count` rejections of new bookings, as a storm's refusals decided after the requests were answered."""
+    bookings = [new_booking("en") for _ in range(count)]
+    start = later(days=4)
+    for booking in bookings:
+        await publish(producer, rejected(booking, start))
+    return bookings
+
+
+async def all_sent(service: Service, bookings: list[str], timeout: float = 60) -> list[dict[str, Any]]:
+    async def check() -> list[dict[str, Any]] | None:
+        rows = [await service.delivery(b, "rejection") for b in bookings]
+        done = all(r is not None and r["status"] == "sent" for r in rows)
+        return rows if done else None  # type: ignore[return-value]
+
+    return await eventually(check, timeout=timeout, interval=0.3)  # type: ignore[no-any-return]
+
+
+async def test_a_storm_of_messages_goes_over_one_smtp_connection_with_contacts_in_batches(
+    service: Service, infra: Infra, producer: AIOKafkaProducer
+) -> None:
+    await service.stop()
+    await service.start()  # a fresh transport: no connection yet
+    assert service.app is not None
+    transport = service.app.state.sender.mail
+    CONTACT_BATCHES.clear()
+    bookings = await storm(producer, 60)
+    rows = await all_sent(service, bookings)
+    assert all(r["attempts"] == 1 for r in rows)
+    expected = {message_id(booking_key(b, "rejection", 0), DOMAIN) for b in bookings}
+    received = [mid for mid in message_ids(infra.mail_dir) if mid in expected]
+    assert sorted(received) == sorted(expected)  # every one, once
+    assert transport.connections_opened == 1, "one connection for every message"
+    assert sum(CONTACT_BATCHES) == 60 and len(CONTACT_BATCHES) < 60, CONTACT_BATCHES  # contacts asked in batches
+
+
+class DropsConnections(MailFolder):
+    """The stack's mail folder behind a server that drops the connection every `every` messages,
+    in the middle of the next message's envelope (before DATA): abruptly (no answer at all), or
+    saying so first (421, as a server does on shutdown or after an idle timeout)."""
+
+    def __init__(self, folder: Path, every: int) -> None:
+        super().__init__(folder)
+        self.every = every
+        self.recipients = 0
+        self.drops = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        self.recipients += 1
+        if self.recipients % self.every == 0:
+            self.drops += 1
+            if self.drops % 2:
+                server.transport.close()  # gone without a word
+                return "250 OK"  # never reaches the client
+            asyncio.get_running_loop().call_soon(server.transport.close)  # after the answer is written
+            return "421 4.3.2 Service shutting down"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_dropped_smtp_connection_mid_batch_loses_and_doubles_nothing(
+    service: Service, infra: Infra, producer: AIOKafkaProducer
+) -> None:
+    folder = infra.root / "mail-dropping"
+    handler = DropsConnections(folder, every=7)
+    port = _free_port()
+    server = Controller(handler, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        await service.stop()
+        await service.start(smtp_port=port)
+        assert service.app is not None
+        transport = service.app.state.sender.mail
+        bookings = await storm(producer, 40)
+        rows = await all_sent(service, bookings)
+        expected = {message_id(booking_key(b, "rejection", 0), DOMAIN) for b in bookings}
+        received = message_ids(folder)
+        assert sorted(received) == sorted(expected), "every message exactly once"
+        assert handler.drops >= 5
+        assert transport.connections_opened == 1 + handler.drops  # each drop: one new connection, at once
+        assert all(r["attempts"] == 1 for r in rows), "sent again on the new connection, not retried later"
+    finally:
+        await service.stop()
+        server.stop()
+        await service.start()
+
+
+async def test_a_rejection_told_on_screen_is_not_e_mailed_and_ops_see_why(
+    service: Service, infra: Infra, producer: AIOKafkaProducer
+) -> None:
+    told, not_told = new_booking("en"), new_booking("en")
+    start = later(days=6)
+    await publish(producer, rejected(told, start, told_in_response=True))
+    await publish(producer, rejected(not_told, start, told_in_response=False))
+    await eventually(lambda: mails(infra, not_told, "rejection"), timeout=20)
+    row = await eventually(lambda: service.delivery(told, "rejection"))
+    assert row["status"] == "skipped" and row["attempts"] == 0 and row["finished_at"] is not None
+    assert "told in the response" in row["last_error"]
+    assert mails(infra, told, "rejection") == []
+    assert service.client is not None
+    listed = await service.client.get(
+        "/api/v1/ops/notifications", params={"booking": told}, headers={"Authorization": "Bearer ops-token"}
+    )
+    (shown,) = listed.json()["notifications"]
+    assert (shown["kind"], shown["status"]) == ("rejection", "skipped") and "told in the response" in shown["error"]
 
 
 async def test_housekeeping_reports_backlog_and_forgets_old_contents(service: Service, matrix: Matrix) -> None:

@@ -11,7 +11,6 @@ manage link still fits one SMS with the longest date and a long public address.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -34,6 +33,7 @@ from loket_notifications.domain.keys import booking_key
 from loket_notifications.domain.kinds import Kind, channel_of
 from loket_notifications.domain.sms import is_gsm7, septets
 from loket_stack.sinks import MailFolder, mail_server
+from tests.conftest import free_ports
 
 START = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
@@ -91,11 +91,11 @@ def test_the_to_header_names_the_address_as_smtp_carries_it(address: str, header
 # --- against a real SMTP server ------------------------------------------------------------------
 
 
+_ports = free_ports(590)  # this run's range, apart from the integration tests' servers
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return next(_ports)
 
 
 class Recording(MailFolder):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from loket_contracts import events as ev
 from loket_notifications.domain.kinds import Kind
 from loket_notifications.domain.planning import (
+    TOLD_IN_RESPONSE,
     VOID_ON_END,
     VOID_ON_MOVE,
     BookingView,
@@ -270,6 +271,39 @@ def test_a_rejection_lists_the_alternatives_offered() -> None:
         ],
     }
     assert decision.state is not None and decision.state.status == "rejected"
+
+
+def rejected(told_in_response: bool) -> ev.BookingRejected:
+    return ev.BookingRejected(
+        booking_id="b1",
+        location_id="loc",
+        product_id="p",
+        start=START,
+        reason="slot-taken",
+        language="en",
+        told_in_response=told_in_response,
+    )  # type: ignore[arg-type]
+
+
+def test_a_rejection_told_on_screen_is_recorded_as_skipped_and_never_sent() -> None:
+    """The resident saw the 409 with the alternatives in the request itself: no e-mail, and the
+    reason is kept so ops see why nothing went out."""
+    decision = decide(rejected(told_in_response=True), None, POLICY, NOW)
+    (message,) = decision.messages
+    assert message.kind is Kind.REJECTION and message.skipped == TOLD_IN_RESPONSE
+    assert "told in the response" in message.skipped
+    assert decision.state is not None and decision.state.status == "rejected"
+
+
+def test_a_rejection_decided_after_the_request_was_answered_is_e_mailed() -> None:
+    (message,) = decide(rejected(told_in_response=False), None, POLICY, NOW).messages
+    assert message.kind is Kind.REJECTION and message.skipped is None
+
+
+def test_only_a_rejection_can_be_planned_as_skipped() -> None:
+    """Every other event's messages go out: nothing but `told_in_response` skips at planning."""
+    for event in (confirmed(), cancelled()):
+        assert all(m.skipped is None for m in decide(event, None, POLICY, NOW).messages)
 
 
 # --- cancelled --------------------------------------------------------------------------------

@@ -116,6 +116,12 @@ def parse_wait(prefer: str | None, limit: float) -> float:
     return min(float(match.group(1)), limit) if match else 0.0
 
 
+class ContactsIn(BaseModel):
+    """Bookings whose contacts notifications needs for one batch of messages."""
+
+    ids: list[Annotated[str, Field(max_length=200)]] = Field(max_length=500)
+
+
 def build_app(settings: BookingSettings | None = None) -> FastAPI:
     settings = settings or BookingSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS)
@@ -568,14 +574,16 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
 
     # --- internal: for the notifications service -------------------------------------------
 
-    @app.get("/internal/bookings/{booking_id}/contact", include_in_schema=False)
-    async def contact(booking_id: str, x_internal_token: Annotated[str, Header()] = "") -> dict[str, Any]:
-        if not hmac.compare_digest(x_internal_token.encode(), settings.internal_token.encode()):
+    def internal_only(token: str) -> None:
+        if not hmac.compare_digest(token.encode(), settings.internal_token.encode()):
             raise Problem(403, tr("Forbidden"), tr("Internal endpoint."))
-        row = await service.repo.row(runtime.pool, booking_id)
-        private = await service.private.load(runtime.pool, booking_id) if row else None
+
+    async def contact_of(conn: Any, booking_id: str) -> dict[str, Any] | None:
+        """How to reach the booking's resident; None for an unknown booking or an erased person."""
+        row = await service.repo.row(conn, booking_id)
+        private = await service.private.load(conn, booking_id) if row else None
         if row is None or private is None:
-            raise Problem(404, tr("Not found"), tr("No contact details (unknown booking or erased)."))
+            return None
         token = private["manage_token"]
         base = settings.public_base_url
         return {
@@ -587,6 +595,26 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             "manage_url": f"{base}/manage/{booking_id}?token={token}",
             "confirm_url": f"{base}/manage/{booking_id}?token={token}&confirm=1",
         }
+
+    @app.get("/internal/bookings/{booking_id}/contact", include_in_schema=False)
+    async def contact(booking_id: str, x_internal_token: Annotated[str, Header()] = "") -> dict[str, Any]:
+        internal_only(x_internal_token)
+        found = await contact_of(runtime.pool, booking_id)
+        if found is None:
+            raise Problem(404, tr("Not found"), tr("No contact details (unknown booking or erased)."))
+        return found
+
+    @app.post("/internal/bookings/contacts", include_in_schema=False)
+    async def contacts(body: ContactsIn, x_internal_token: Annotated[str, Header()] = "") -> dict[str, Any]:
+        """The contacts of many bookings in one call (notifications asks per batch of messages):
+        `{"contacts": {id: {...}}}`, an unknown booking or erased person left out."""
+        internal_only(x_internal_token)
+        found: dict[str, Any] = {}
+        async with runtime.pool.acquire() as conn:
+            for booking_id in dict.fromkeys(body.ids):
+                if (one := await contact_of(conn, booking_id)) is not None:
+                    found[booking_id] = one
+        return {"contacts": found}
 
     return app
 

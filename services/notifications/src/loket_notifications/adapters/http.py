@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from loket_notifications.adapters.batching import Coalescing
 from loket_notifications.application.ports import (
     Contact,
     LocationInfo,
@@ -101,37 +102,62 @@ def _product(p: dict[str, Any]) -> ProductInfo:
 
 
 class BookingContacts(_KeepAlive):
-    """`GET {booking_url}/internal/bookings/{id}/contact` with `X-Internal-Token`: the booking service
-    owns personal data and hands it out only to internal callers, right when a message is sent."""
+    """Contacts from the booking service, which owns personal data and hands it out only to internal
+    callers (`X-Internal-Token`), right when a message is sent.
 
-    def __init__(self, base_url: str, token: str, timeout: float = 5.0) -> None:
+    Asked in batches: every `contact()` call made while the event loop runs one round (the sender
+    composes a whole claimed batch at once) is answered by one
+    `POST {booking_url}/internal/bookings/contacts` `{"ids": [...]}` → `{"contacts": {id: {...}}}`,
+    at most `batch_size` ids per call. One call per message used to cost the booking service a
+    request each (its CPU is the storm's bottleneck). An id missing from the answer is unknown or
+    erased: PermanentError for that message alone; the call failing is a TransientError for each."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 5.0, batch_size: int = 200) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.asked: Coalescing[str, Contact] = Coalescing(self._contacts, batch_size)
 
     async def contact(self, booking_id: str) -> Contact:
+        return await self.asked(booking_id)
+
+    async def _contacts(self, booking_ids: list[str]) -> list[Contact | BaseException]:
+        found = await self._fetch(list(dict.fromkeys(booking_ids)))
+        return [
+            _contact(found[booking_id])
+            if booking_id in found
+            else PermanentError(f"booking {booking_id} is unknown to the booking service")
+            for booking_id in booking_ids
+        ]
+
+    async def _fetch(self, booking_ids: list[str]) -> dict[str, dict[str, Any]]:
         try:
-            response = await self.http().get(
-                f"{self.base_url}/internal/bookings/{booking_id}/contact", headers={"X-Internal-Token": self.token}
+            response = await self.http().post(
+                f"{self.base_url}/internal/bookings/contacts",
+                json={"ids": booking_ids},
+                headers={"X-Internal-Token": self.token},
             )
         except httpx.HTTPError as exc:
             raise TransientError(f"booking service unreachable: {exc!r}") from exc
-        if response.status_code == 404:
-            raise PermanentError(f"booking {booking_id} is unknown to the booking service")
-        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+        if response.status_code >= 500 or response.status_code in (401, 403, 404, 408, 429):
+            # 404: a booking service without the batch route yet (deployed in the wrong order): wait
             raise TransientError(f"booking service answered {response.status_code}")
         if response.status_code != 200:
             raise PermanentError(f"booking service answered {response.status_code}")
-        body = response.json()
-        return Contact(
-            email=body.get("email") or None,
-            phone=body.get("phone") or None,
-            language=body.get("language"),
-            manage_url=body.get("manage_url"),
-            confirm_url=body.get("confirm_url"),
-            given_name=body.get("given_name"),
-            family_name=body.get("family_name"),
-        )
+        contacts: dict[str, dict[str, Any]] = response.json()["contacts"]
+        return contacts
+
+
+def _contact(body: dict[str, Any]) -> Contact:
+    return Contact(
+        email=body.get("email") or None,
+        phone=body.get("phone") or None,
+        language=body.get("language"),
+        manage_url=body.get("manage_url"),
+        confirm_url=body.get("confirm_url"),
+        given_name=body.get("given_name"),
+        family_name=body.get("family_name"),
+    )
 
 
 class HttpSmsGateway(_KeepAlive):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,9 +11,10 @@ import asyncpg
 
 from loket_contracts.envelope import Envelope
 from loket_contracts.topics import NOTIFICATIONS
+from loket_notifications.adapters.batching import Coalescing
 from loket_notifications.application.ports import DeliveryRow, NewDelivery
 from loket_notifications.domain.planning import BookingView
-from loket_runtime.outbox import Outbox
+from loket_runtime.outbox import BufferedOutbox, Outbox
 
 Conn = Any  # an asyncpg.Connection inside the caller's transaction, or the pool for a statement on its own
 
@@ -48,9 +50,21 @@ def _row(record: asyncpg.Record) -> DeliveryRow:
 RESENDABLE = ("failed", "skipped", "sent")
 
 
+# (pool, delivery id, status, finished at, error, event to publish, its key)
+_Outcome = tuple[Any, str, str, datetime, str | None, Envelope | None, str]
+
+
 class PostgresStore:
+    """The sender's writes (rendered bytes before the send, the outcome after it) are made by many
+    messages at once: `adapters.batching` turns those of one round of the event loop into one
+    statement (rendered) and one transaction (outcomes and their events), each caller waiting for
+    the commit of its own row as before."""
+
     def __init__(self) -> None:
         self.outbox = Outbox()
+        self._rendered: Coalescing[tuple[Any, tuple[Any, ...]], None] = Coalescing(self._save_rendered_batch)
+        # Outcomes come one by one (each after its own server reply): a short linger gathers them.
+        self._outcomes: Coalescing[_Outcome, bool] = Coalescing(self._finish_batch, linger=0.02)
 
     # --- bookings ------------------------------------------------------------------------
 
@@ -108,26 +122,35 @@ class PostgresStore:
     # --- deliveries ----------------------------------------------------------------------
 
     async def add_deliveries(self, conn: Conn, deliveries: list[NewDelivery]) -> int:
-        added = 0
-        for d in deliveries:
-            status = await conn.execute(
-                "INSERT INTO deliveries (id, dedupe_key, booking_id, subscription_id, kind, version, channel,"
-                " language, context, due_at, not_after, next_attempt_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10) ON CONFLICT DO NOTHING",
-                uuid.UUID(d.id),
-                d.dedupe_key,
-                d.booking_id,
-                uuid.UUID(d.subscription_id) if d.subscription_id else None,
-                d.kind,
-                d.version,
-                d.channel,
-                d.language,
-                d.context,
-                d.due_at,
-                d.not_after,
-            )
-            added += int(status.split()[-1])
-        return added
+        """Plan the messages (a known one is left as it is), in one statement; one planned as skipped
+        is finished at its due time with the reason as its error. Returns how many were new."""
+        if not deliveries:
+            return 0
+        status: str = await conn.execute(
+            "INSERT INTO deliveries (id, dedupe_key, booking_id, subscription_id, kind, version, channel,"
+            " language, context, due_at, not_after, next_attempt_at, status, last_error, finished_at)"
+            " SELECT id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context::jsonb,"
+            " due_at, not_after, due_at, CASE WHEN skipped IS NULL THEN 'pending' ELSE 'skipped' END, skipped,"
+            " CASE WHEN skipped IS NULL THEN NULL ELSE due_at END"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[],"
+            " $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[])"
+            " AS u(id, dedupe_key, booking_id, subscription_id, kind, version, channel, language, context, due_at,"
+            " not_after, skipped)"
+            " ON CONFLICT DO NOTHING",
+            [uuid.UUID(d.id) for d in deliveries],
+            [d.dedupe_key for d in deliveries],
+            [d.booking_id for d in deliveries],
+            [uuid.UUID(d.subscription_id) if d.subscription_id else None for d in deliveries],
+            [d.kind for d in deliveries],
+            [d.version for d in deliveries],
+            [d.channel for d in deliveries],
+            [d.language for d in deliveries],
+            [json.dumps(d.context) for d in deliveries],
+            [d.due_at for d in deliveries],
+            [d.not_after for d in deliveries],
+            [d.skipped for d in deliveries],
+        )
+        return int(status.split()[-1])
 
     async def claim_due(
         self, pool: asyncpg.Pool, now: datetime, limit: int, lease: timedelta, claimer: str
@@ -159,15 +182,18 @@ class PostgresStore:
     async def save_rendered(
         self, pool: Conn, delivery_id: str, recipient: str, subject: str, message_id: str | None, payload: bytes
     ) -> None:
-        await pool.execute(
-            "UPDATE deliveries SET recipient = $2, subject = $3, message_id = $4, payload = $5, updated_at = now()"
-            " WHERE id = $1",
-            uuid.UUID(delivery_id),
-            recipient,
-            subject,
-            message_id,
-            payload,
+        await self._rendered((pool, (uuid.UUID(delivery_id), recipient, subject, message_id, payload)))
+
+    async def _save_rendered_batch(self, items: list[tuple[Any, tuple[Any, ...]]]) -> list[None]:
+        rows = [args for _, args in items]
+        await items[0][0].execute(
+            "UPDATE deliveries d SET recipient = u.recipient, subject = u.subject, message_id = u.message_id,"
+            " payload = u.payload, updated_at = now()"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
+            " AS u(id, recipient, subject, message_id, payload) WHERE d.id = u.id",
+            *([row[i] for row in rows] for i in range(5)),
         )
+        return [None] * len(items)
 
     async def retry_later(self, pool: Conn, delivery_id: str, at: datetime, error: str, fault: bool = False) -> None:
         await pool.execute(
@@ -191,21 +217,34 @@ class PostgresStore:
     ) -> bool:
         """Record the outcome and, in the same transaction, queue its event. Only the first outcome
         counts: a second sender that finishes the same message changes nothing and publishes nothing."""
-        async with pool.acquire() as conn, conn.transaction():
-            done = await conn.fetchval(
-                "UPDATE deliveries SET status = $2, last_error = COALESCE($4, last_error), finished_at = $3,"
-                " sent_at = CASE WHEN $2 = 'sent' THEN $3 ELSE sent_at END, lease_until = NULL, updated_at = now()"
-                " WHERE id = $1 AND status IN ('pending', 'sending') RETURNING id",
-                uuid.UUID(delivery_id),
-                status,
-                at,
-                error[:2000] if error else None,
-            )
-            if done is None:
-                return False
-            if event is not None:
-                await self.outbox.add(conn, NOTIFICATIONS.name, key, [event])
-        return True
+        return await self._outcomes((pool, delivery_id, status, at, error, event, key))
+
+    async def _finish_batch(self, items: list[_Outcome]) -> list[bool]:
+        ids = [uuid.UUID(item[1]) for item in items]
+        async with items[0][0].acquire() as conn, conn.transaction():
+            done = {
+                str(r["id"])
+                for r in await conn.fetch(
+                    "UPDATE deliveries d SET status = u.status, last_error = COALESCE(u.error, d.last_error),"
+                    " finished_at = u.at, sent_at = CASE WHEN u.status = 'sent' THEN u.at ELSE d.sent_at END,"
+                    " lease_until = NULL, updated_at = now()"
+                    " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) AS u(id, status, at, error)"
+                    " WHERE d.id = u.id AND d.status IN ('pending', 'sending') RETURNING d.id",
+                    ids,
+                    [item[2] for item in items],
+                    [item[3] for item in items],
+                    [item[4][:2000] if item[4] else None for item in items],
+                )
+            }
+            events = BufferedOutbox()
+            first: list[bool] = []
+            for _, delivery_id, _, _, _, event, key in items:
+                first.append(delivery_id in done)
+                done.discard(delivery_id)  # the same message twice in one batch: the first outcome counts
+                if first[-1] and event is not None:
+                    await events.add(conn, NOTIFICATIONS.name, key, [event])
+            await events.flush(conn)
+        return first
 
     async def list_for_booking(self, pool: Conn, booking_id: str) -> list[dict[str, Any]]:
         rows = await pool.fetch(

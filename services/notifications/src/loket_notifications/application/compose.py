@@ -6,11 +6,10 @@ is picked up), and the result is stored: every retry sends the same bytes with t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,11 +28,12 @@ from loket_notifications.application.ports import (
 )
 from loket_notifications.application.texts import text
 from loket_notifications.domain import formatting as fmt
-from loket_notifications.domain import sms
+from loket_notifications.domain import mime, sms
 from loket_notifications.domain.keys import message_id, waitlist_token
 from loket_notifications.domain.kinds import UPCOMING, WITH_ICS, Kind
 from loket_runtime import ical
 from loket_runtime.clock import now as clock_now
+from loket_runtime.memo import memoized
 
 
 class NoRecipient(PermanentError):
@@ -69,13 +69,35 @@ class Content:
     colon: str = ": "  # between a label and its value: French puts a (no-break) space before it
 
 
+# Built and compiled once: auto_reload off, so no file is looked at again per message.
 _ENV = Environment(
     loader=PackageLoader("loket_notifications", "templates"),
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
     trim_blocks=False,
     keep_trailing_newline=True,
+    auto_reload=False,
 )
+_TEXT = _ENV.get_template("email.txt")
+_HTML = _ENV.get_template("email.html")
+
+
+# A storm's messages name the same few starts and links again and again: written once each.
+_when = memoized(fmt.when)
+_long_date = memoized(fmt.long_date)
+
+
+def _link(base: str, product: str | None, location: str | None, day: str | None) -> str:
+    query = {k: v for k, v in (("product", product), ("location", location), ("date", day)) if v}
+    return f"{base}/?{urlencode(query)}"
+
+
+_booking_link = memoized(_link)
+
+
+def _boundary() -> str:
+    """A MIME boundary no text of ours contains (random)."""
+    return f"=_loket_{uuid.uuid4().hex}"
 
 
 def with_language(url: str, language: str) -> str:
@@ -112,15 +134,14 @@ class Composer:
             alt_start = _dt(alt["start"])
             alt_location = await self.catalogue.location(alt["location_id"])
             alt_loc = alt_location.name if alt_location else alt["location_id"]
-            label = f"{fmt.when(alt_start, language)} - {alt_loc}"
+            label = f"{_when(alt_start, language)} - {alt_loc}"
             link = self.booking_link(ctx.get("product_id"), alt["location_id"], fmt.local_date(alt_start).isoformat())
             content.alternatives.append((label, link))
         if content.alternatives:
             content.alternatives_title = title
 
     def booking_link(self, product: str | None, location: str | None, day: str | None = None) -> str:
-        query = {k: v for k, v in (("product", product), ("location", location), ("date", day)) if v}
-        return f"{self.settings.public_base_url}/?{urlencode(query)}"
+        return _booking_link(self.settings.public_base_url, product, location, day)
 
     def manage_link(self, booking_id: str, contact: Contact) -> str:
         return contact.manage_url or f"{self.settings.public_base_url}/bookings/{booking_id}"
@@ -155,16 +176,24 @@ class Composer:
             raise NoRecipient("no e-mail address")
         content = await self.content(kind, language, row, contact, product, location)
         mid = message_id(row.dedupe_key, self.settings.message_domain)
-        message = self.email(content, contact.email, mid)
-        calendar = calendar_of(kind, row)
-        if calendar is not None:
-            self.attach_ics(message, calendar, language, row, contact, product, location)
-        message["Content-Language"] = language  # after the parts: adding parts moves Content-* headers
+        headers = self.headers(content, contact.email, mid)
         if kind is Kind.WAITLIST:
             _, one_click = self.unsubscribe_links(row.subscription_id or "")
-            message["List-Unsubscribe"] = f"<{one_click}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        return Rendered(contact.email, content.subject, mid, message.as_bytes(policy=policy.SMTP))
+            headers += [("List-Unsubscribe", f"<{one_click}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        headers.append(("Content-Language", language))
+        parts = mime.multipart(
+            "alternative",
+            [mime.text_part("plain", _TEXT.render(m=content)), mime.text_part("html", _HTML.render(m=content))],
+            _boundary(),
+        )
+        calendar = calendar_of(kind, row)
+        if calendar is not None:
+            ics = self.ics(calendar, language, row, contact, product, location)
+            attachment = mime.text_part(
+                "calendar", ics, params={"method": calendar["method"]}, filename="appointment.ics"
+            )
+            parts = mime.multipart("mixed", [parts, attachment], _boundary())
+        return Rendered(contact.email, content.subject, mid, mime.message(headers, parts))
 
     def sms_text(
         self, kind: Kind, language: str, ctx: dict[str, Any], location: LocationInfo | None, manage: str | None
@@ -190,10 +219,10 @@ class Composer:
             return text(language, key, **kw)
 
         start = _dt(ctx["start"])
-        when = fmt.when(start, language)
+        when = _when(start, language)
         values = {
             "when": when,
-            "date": fmt.long_date(start, language),
+            "date": _long_date(start, language),
             "product": product.name.get(language, product.id) if product else ctx.get("product_id", ""),
             "location": location.name if location else ctx.get("location_id", ""),
         }
@@ -210,7 +239,7 @@ class Composer:
         manage = self.manage_link(row.booking_id, contact) if row.booking_id else None
 
         if kind is Kind.PLEASE_CONFIRM:
-            hold_until = t("brussels_time", when=fmt.when(_dt(ctx["hold_expires_at"]), language))
+            hold_until = t("brussels_time", when=_when(_dt(ctx["hold_expires_at"]), language))
             content.paragraphs.append(t("please-confirm.intro", hold_until=hold_until))
             content.actions.append((t("please-confirm.action"), contact.confirm_url or manage or ""))
         elif kind is Kind.CONFIRMATION:
@@ -233,7 +262,7 @@ class Composer:
                 content.paragraphs.append(t("cancellation.waitlist"))
             content.actions.append((t("book_again"), self.booking_link(ctx.get("product_id"), ctx.get("location_id"))))
         elif kind is Kind.RESCHEDULED:
-            old_when = fmt.when(_dt(ctx["old_start"]), language)
+            old_when = _when(_dt(ctx["old_start"]), language)
             content.paragraphs.append(t("rescheduled.intro", old_when=old_when, when=when))
         elif kind is Kind.EXPIRED:
             content.paragraphs.append(t("expired.intro", **values))
@@ -272,28 +301,26 @@ class Composer:
         content.footer_links = [(label, with_language(url, language)) for label, url in content.footer_links]
         return content
 
-    def email(self, content: Content, recipient: str, mid: str) -> EmailMessage:
-        message = EmailMessage(policy=policy.SMTP)
-        message["Subject"] = content.subject
-        message["From"] = formataddr((self.settings.mail_from_name, self.settings.mail_from))
-        message["To"] = recipient
-        message["Date"] = format_datetime(self.clock())
-        message["Message-ID"] = mid
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(_ENV.get_template("email.txt").render(m=content))
-        message.add_alternative(_ENV.get_template("email.html").render(m=content), subtype="html")
-        return message
+    def headers(self, content: Content, recipient: str, mid: str) -> list[tuple[str, str]]:
+        """The message's own header fields (the MIME ones come with its parts)."""
+        return [
+            ("Subject", content.subject),
+            ("From", formataddr((self.settings.mail_from_name, self.settings.mail_from))),
+            ("To", recipient),  # as SMTP carries it: adapters.smtp rewrites it per domain.addresses
+            ("Date", format_datetime(self.clock())),
+            ("Message-ID", mid),
+            ("Auto-Submitted", "auto-generated"),
+        ]
 
-    def attach_ics(
+    def ics(
         self,
-        message: EmailMessage,
         calendar: dict[str, Any],
         language: str,
         row: DeliveryRow,
         contact: Contact,
         product: ProductInfo | None,
         location: LocationInfo | None,
-    ) -> None:
+    ) -> str:
         """The calendar object planning chose for this message (`loket_runtime.ical` builds it)."""
         ctx = row.context
         start = _dt(ctx["start"])
@@ -326,9 +353,7 @@ class Composer:
             organizer=ical.Party(self.settings.mail_from, self.settings.mail_from_name),
             attendee=ical.Party(contact.email, name) if contact.email else None,
         )
-        message.add_attachment(
-            ics, maintype="text", subtype="calendar", filename="appointment.ics", params={"method": method}
-        )
+        return str(ics, "utf-8")
 
 
 def calendar_of(kind: Kind, row: DeliveryRow) -> dict[str, Any] | None:

@@ -100,6 +100,7 @@ class Planner:
                     context={**message.context, "product_id": product_id, "location_id": event.location_id},
                     due_at=message.due_at,
                     not_after=message.not_after,
+                    skipped=message.skipped,
                 )
             )
         added = await self.store.add_deliveries(ctx.conn, planned)

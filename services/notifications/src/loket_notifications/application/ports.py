@@ -81,6 +81,7 @@ class NewDelivery:
     context: dict[str, Any]
     due_at: datetime
     not_after: datetime | None
+    skipped: str | None = None  # planned as 'skipped' with this reason (finished at due_at), never sent
 
 
 @dataclass(frozen=True)

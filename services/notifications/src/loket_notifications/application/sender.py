@@ -72,8 +72,8 @@ class SenderSettings:
     mail_from: str
     retry: RetryPolicy
     lease: timedelta = timedelta(seconds=60)
-    batch_size: int = 20
-    concurrency: int = 8
+    batch_size: int = 100
+    concurrency: int = 100
     poll_seconds: float = 1.0
     instance_id: str = "local-1"
 

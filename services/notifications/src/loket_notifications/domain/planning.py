@@ -15,6 +15,10 @@ SEQUENCE from `loket_runtime.ical`, the builder booking's `calendar.ics` downloa
 - cancelled or expired: CANCEL, whenever the resident may hold an event: once it was held or
   confirmed (the download offers one from the hold on), and when we know nothing of it.
 - rejected: none; a booking not decided yet has no event anywhere.
+
+A rejection the resident already saw on screen (`told_in_response`: the request that made the
+booking was answered 409 with the alternatives) is not e-mailed: its message is planned as
+skipped, with the reason (`TOLD_IN_RESPONSE`), so ops see why nothing went out.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Planned:
     due_at: datetime
     not_after: datetime | None = None  # past this instant the message is pointless: skipped
     context: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # recorded as skipped with this reason, never sent
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Decision:
     void_below: int | None = None  # cancel pending messages of `void_kinds` with a version below this
     void_kinds: tuple[Kind, ...] = ()
 
+
+TOLD_IN_RESPONSE = "told in the response: the booking request was answered 409 with the alternatives"
 
 # Not sent yet when the booking was cancelled or expired: no longer true, so not sent at all.
 VOID_ON_END = (Kind.PLEASE_CONFIRM, Kind.CONFIRMATION, Kind.RESCHEDULED, Kind.REMINDER, Kind.REMINDER_SMS)
@@ -168,7 +175,8 @@ def decide(event: ev.Event, known: BookingView | None, policy: ReminderPolicy, d
             "reason": event.reason,
             "alternatives": _slots(event.alternatives),
         }
-        return Decision(view, [Planned(Kind.REJECTION, view.sequence, decided_at, None, context)])
+        skipped = TOLD_IN_RESPONSE if event.told_in_response else None
+        return Decision(view, [Planned(Kind.REJECTION, view.sequence, decided_at, None, context, skipped)])
 
     if isinstance(event, ev.BookingCancelled):
         view = _view(event, "cancelled", known, event.end)
