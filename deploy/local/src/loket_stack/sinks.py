@@ -14,7 +14,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from email import message_from_bytes
+from email.parser import BytesHeaderParser
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,9 @@ from fastapi.responses import JSONResponse
 REFUSE_UNTIL: dict[str, float] = {"smtp": 0.0, "sms": 0.0}
 
 
+_HEADER_PARSER = BytesHeaderParser()
+
+
 class MailFolder:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -37,8 +40,9 @@ class MailFolder:
         if time.time() < REFUSE_UNTIL["smtp"]:
             return "451 4.3.0 Temporarily refusing mail (test switch)"
         raw = envelope.original_content or b""
-        message = message_from_bytes(raw)
-        message_id = (message.get("Message-ID") or make_msgid()).strip("<>").replace("/", "_")
+        # Only the header is read (the Message-ID names the file): the body is kept as it came.
+        headers = _HEADER_PARSER.parsebytes(raw)
+        message_id = (headers.get("Message-ID") or make_msgid()).strip("<>").replace("/", "_")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = self.folder / f"{stamp}-{message_id}.eml"
         tmp = path.with_suffix(".tmp")
