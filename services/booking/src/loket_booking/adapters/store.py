@@ -210,6 +210,19 @@ class PrivateData:
         data: dict[str, Any] = json.loads(Fernet(row["secret"]).decrypt(row["ciphertext"]))
         return data
 
+    async def load_many(
+        self, conn: asyncpg.Connection | asyncpg.Pool, booking_ids: Sequence[str]
+    ) -> dict[str, tuple[asyncpg.Record, dict[str, Any]]]:
+        """For each booking that exists and whose person is not erased: its read-model row (language
+        and name) and its private data, in one query."""
+        rows = await conn.fetch(
+            "SELECT b.id, b.language, b.given_name, b.family_name, p.ciphertext, k.secret"
+            " FROM bookings b JOIN booking_private p ON p.booking_id = b.id"
+            " JOIN person_keys k ON k.person_key = p.person_key WHERE b.id = ANY($1::text[])",
+            list(booking_ids),
+        )
+        return {r["id"]: (r, json.loads(Fernet(r["secret"]).decrypt(r["ciphertext"]))) for r in rows}
+
     async def erase_person(self, conn: asyncpg.Connection, person_key: str) -> bool:
         """Delete the person's key (their ciphertexts become unreadable) and unlink their bookings
         from the person: the key and the sealed person (name, birth date, number, contacts) go, so

@@ -578,28 +578,27 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         if not hmac.compare_digest(token.encode(), settings.internal_token.encode()):
             raise Problem(403, tr("Forbidden"), tr("Internal endpoint."))
 
-    async def contact_of(conn: Any, booking_id: str) -> dict[str, Any] | None:
-        """How to reach the booking's resident; None for an unknown booking or an erased person."""
-        row = await service.repo.row(conn, booking_id)
-        private = await service.private.load(conn, booking_id) if row else None
-        if row is None or private is None:
-            return None
-        token = private["manage_token"]
+    async def contacts_of(conn: Any, booking_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """How to reach each booking's resident; an unknown booking or an erased person left out."""
         base = settings.public_base_url
-        return {
-            "email": private.get("email"),
-            "phone": private.get("phone"),
-            "language": row["language"],
-            "given_name": row["given_name"],
-            "family_name": row["family_name"],
-            "manage_url": f"{base}/manage/{booking_id}?token={token}",
-            "confirm_url": f"{base}/manage/{booking_id}?token={token}&confirm=1",
-        }
+        found = {}
+        for booking_id, (row, private) in (await service.private.load_many(conn, booking_ids)).items():
+            token = private["manage_token"]
+            found[booking_id] = {
+                "email": private.get("email"),
+                "phone": private.get("phone"),
+                "language": row["language"],
+                "given_name": row["given_name"],
+                "family_name": row["family_name"],
+                "manage_url": f"{base}/manage/{booking_id}?token={token}",
+                "confirm_url": f"{base}/manage/{booking_id}?token={token}&confirm=1",
+            }
+        return found
 
     @app.get("/internal/bookings/{booking_id}/contact", include_in_schema=False)
     async def contact(booking_id: str, x_internal_token: Annotated[str, Header()] = "") -> dict[str, Any]:
         internal_only(x_internal_token)
-        found = await contact_of(runtime.pool, booking_id)
+        found = (await contacts_of(runtime.pool, [booking_id])).get(booking_id)
         if found is None:
             raise Problem(404, tr("Not found"), tr("No contact details (unknown booking or erased)."))
         return found
@@ -609,12 +608,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         """The contacts of many bookings in one call (notifications asks per batch of messages):
         `{"contacts": {id: {...}}}`, an unknown booking or erased person left out."""
         internal_only(x_internal_token)
-        found: dict[str, Any] = {}
-        async with runtime.pool.acquire() as conn:
-            for booking_id in dict.fromkeys(body.ids):
-                if (one := await contact_of(conn, booking_id)) is not None:
-                    found[booking_id] = one
-        return {"contacts": found}
+        return {"contacts": await contacts_of(runtime.pool, list(dict.fromkeys(body.ids)))}
 
     return app
 
