@@ -72,7 +72,9 @@ def test_repeats_of_one_key_in_a_burst_make_one_booking_and_a_reused_key_is_refu
     assert reused.status_code in (202, 422), reused.text
     # Either the reused key came first (and the ten repeats are the reuse), or one of the repeats did.
     if reused.status_code == 422:
-        assert [r.status_code for r in repeats] == [202] * 10, [r.text for r in repeats]
+        # The first is written (202); a repeat answers with the booking as it stands by then,
+        # which may already be decided (201).
+        assert all(r.status_code in (201, 202) for r in repeats), [r.text for r in repeats]
         assert len({r.json()["id"] for r in repeats}) == 1, "ten repeats, one booking"
         assert reused.json()["errors"][0]["field"] == "Idempotency-Key"
     else:
