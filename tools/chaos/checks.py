@@ -1,0 +1,234 @@
+"""What the chaos run checks, each from the place that holds the truth: the booking service's store
+(its API, with each resident's manage token), the calendar's `reservations` and the agendas, the
+SMTP sink's `.eml` files, the consumer groups' lag and the dead letters (the operations API), and
+each service's own `dead_letters` and `outbox_parked` tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from loket_notifications.domain.keys import booking_key, message_id
+from loket_runtime import clock
+from tests.conftest import RunningStack
+from tools.chaos.load import Booking
+
+# Statuses a booking ends in once decided (API.md): anything but `requested`.
+DECIDED = {"held", "confirmed", "rejected", "expired", "cancelled", "checked_in", "no_show", "completed"}
+ON_THE_AGENDA = {"held", "confirmed", "checked_in"}
+MESSAGE_DOMAIN = "loket.gent"  # notifications' default right-hand side of Message-IDs
+MAX_BOOKING_VERSION = 40  # a confirmation's Message-ID names the booking version it was sent at
+SERVICES = ("catalogue", "booking", "calendar", "notifications")
+
+
+def ops_client(live: RunningStack) -> httpx.Client:
+    return httpx.Client(base_url=live.base_url, timeout=30, headers={"Authorization": f"Bearer {live.token('ops')}"})
+
+
+# --- bookings --------------------------------------------------------------------------------
+
+
+def booking_states(live: RunningStack, bookings: list[Booking], timeout: float) -> dict[str, dict[str, Any]]:
+    """Each accepted booking as its resident sees it (GET with the manage token), waiting up to
+    `timeout` seconds for the undecided ones; a booking the store does not have maps to its answer."""
+    seen: dict[str, dict[str, Any]] = {}
+    pending = {b.id: b for b in bookings}
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        while pending:
+            for booking in list(pending.values()):
+                try:
+                    r = client.get(f"/api/v1/bookings/{booking.id}", params={"token": booking.manage_token})
+                    seen[booking.id] = r.json() if r.status_code == 200 else {"status": f"HTTP {r.status_code}"}
+                except httpx.HTTPError as exc:
+                    seen[booking.id] = {"status": type(exc).__name__}
+                if seen[booking.id].get("status") in DECIDED:
+                    del pending[booking.id]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    return seen
+
+
+def ever_confirmed(state: dict[str, Any]) -> bool:
+    return any(step.get("event") == "booking-confirmed" for step in state.get("history", []))
+
+
+# --- desk-times ------------------------------------------------------------------------------
+
+
+def overlapping_reservations(live: RunningStack) -> int:
+    """Pairs of the calendar's reservations on one desk whose times overlap."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(live.dsn("calendar"))
+        try:
+            pairs = await conn.fetchval(
+                "SELECT count(*) FROM reservations a JOIN reservations b ON a.desk_id = b.desk_id"
+                " AND a.location_id = b.location_id AND a.booking_id < b.booking_id AND a.during && b.during"
+            )
+            return int(pairs)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def overlapping_on_agendas(live: RunningStack, days: set[tuple[str, date]]) -> int:
+    """Pairs of appointments on one desk whose times overlap, on the agenda of each (location, day)."""
+    pairs = 0
+    admin = {"Authorization": f"Bearer {live.token('admin')}"}
+    with httpx.Client(base_url=live.base_url, timeout=30, headers=admin) as client:
+        for location, day in sorted(days):
+            r = client.get(f"/api/v1/agenda/{location}", params={"date": day.isoformat()})
+            r.raise_for_status()
+            for desk in r.json()["desks"]:
+                shown = sorted(
+                    (datetime.fromisoformat(a["start"]), datetime.fromisoformat(a["end"]))
+                    for a in desk["appointments"]
+                    if a["status"] in ON_THE_AGENDA
+                )
+                pairs += sum(1 for i, (_, end) in enumerate(shown) for start, _ in shown[i + 1 :] if start < end)
+    return pairs
+
+
+def booked_days(bookings: list[Booking]) -> set[tuple[str, date]]:
+    starts = [(b.location, b.start) for b in bookings] + [(b.location, b.rescheduled_to) for b in bookings]
+    return {
+        (location, datetime.fromisoformat(start).astimezone(clock.BRUSSELS).date())
+        for location, start in starts
+        if start is not None
+    }
+
+
+# --- confirmations ---------------------------------------------------------------------------
+
+
+def mail_by_message_id(mail_dir: Path) -> Counter[str]:
+    """How many `.eml` files the SMTP sink kept per Message-ID (its file names: `<stamp>-<id>.eml`)."""
+    return Counter(path.stem.split("-", 1)[1] for path in mail_dir.glob("*.eml"))
+
+
+def confirmation_mails(booking_id: str, mail: Counter[str]) -> int:
+    """The `.eml` files of the booking's confirmation, whatever booking version it was sent at."""
+    ids = (message_id(booking_key(booking_id, "confirmation", v), MESSAGE_DOMAIN) for v in range(MAX_BOOKING_VERSION))
+    return sum(mail[mid.strip("<>")] for mid in ids)
+
+
+def unconfirmed(mail_dir: Path, confirmed: list[str], timeout: float) -> tuple[list[str], list[str]]:
+    """(confirmed bookings without a confirmation e-mail after up to `timeout` s, those with several)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mail = mail_by_message_id(mail_dir)
+        counts = {booking_id: confirmation_mails(booking_id, mail) for booking_id in confirmed}
+        missing = [b for b, n in counts.items() if n == 0]
+        if not missing or time.monotonic() > deadline:
+            return missing, [b for b, n in counts.items() if n > 1]
+        time.sleep(1)
+
+
+def messages_waiting(live: RunningStack) -> int:
+    """Messages notifications should have sent by now and has not (its `deliveries` due, pending or
+    sending; reminders planned for later do not count)."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(live.dsn("notifications"))
+        try:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending') AND due_at <= now()"
+            )
+            return int(waiting)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def messages_sent_after(live: RunningStack, since: float, timeout: float) -> float | None:
+    """Seconds from `since` (time.monotonic()) until no message waits; None if some still do after `timeout`."""
+    while time.monotonic() - since < timeout:
+        if messages_waiting(live) == 0:
+            return time.monotonic() - since
+        time.sleep(0.5)
+    return None
+
+
+def failed_notifications(ops: httpx.Client) -> list[dict[str, Any]]:
+    r = ops.get("/api/v1/ops/notifications/failed", params={"limit": 500})
+    r.raise_for_status()
+    failed: list[dict[str, Any]] = r.json()["notifications"]
+    return failed
+
+
+# --- consumer groups -------------------------------------------------------------------------
+
+
+def lag(ops: httpx.Client) -> int | None:
+    """Records not yet applied by any consumer group, members or not; None while the API cannot say."""
+    try:
+        r = ops.get("/api/v1/ops/consumers")
+        if r.status_code != 200:
+            return None
+        report = r.json()
+        return int(report["total_lag"]) + int(report["lag_without_members"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def converged_after(ops: httpx.Client, since: float, bound: float) -> float | None:
+    """Seconds from `since` (time.monotonic()) to the first moment every group's lag is 0; None when
+    it is not so within twice `bound` (the figure then says how far it was)."""
+    while time.monotonic() - since < 2 * bound:
+        if lag(ops) == 0:
+            return time.monotonic() - since
+        time.sleep(0.5)
+    return None
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+def stored_letters(live: RunningStack) -> tuple[set[tuple[Any, ...]], set[str]]:
+    """Every record a consumer dead-lettered, as (group, topic, partition, offset), and every record
+    an outbox relay parked, as the reference its notice carries (`<service>-outbox:outbox_parked/<id>`)."""
+
+    async def read() -> tuple[set[tuple[Any, ...]], set[str]]:
+        letters: set[tuple[Any, ...]] = set()
+        parked: set[str] = set()
+        for service in SERVICES:
+            conn = await asyncpg.connect(live.dsn(service))
+            try:
+                rows = await conn.fetch('SELECT consumer_group, topic, partition, "offset" FROM dead_letters')
+                letters |= {tuple(row) for row in rows}
+                ids = await conn.fetch("SELECT id FROM outbox_parked")
+                parked |= {f"{service}-outbox:outbox_parked/{row['id']}" for row in ids}
+            finally:
+                await conn.close()
+        return letters, parked
+
+    return asyncio.run(read())
+
+
+def invisible_letters(live: RunningStack, ops: httpx.Client, timeout: float) -> tuple[int, int, list[str]]:
+    """(dead letters stored, parked records stored, those of either not in /api/v1/ops/dead-letters
+    after up to `timeout` s)."""
+    letters, parked = stored_letters(live)
+    deadline = time.monotonic() + timeout
+    while True:
+        r = ops.get("/api/v1/ops/dead-letters", params={"limit": 1000})
+        r.raise_for_status()
+        listed = r.json()["dead_letters"]
+        shown = {(d["group"], d["topic"], d["partition"], d["offset"]) for d in listed}
+        references = {d["reference"] for d in listed if d["parked"]}
+        missing = [f"{g} {t}/{p}@{o}" for g, t, p, o in sorted(letters - shown)] + sorted(parked - references)
+        if not missing or time.monotonic() > deadline:
+            return len(letters), len(parked), missing
+        time.sleep(1)

@@ -1,0 +1,142 @@
+"""The faults of a chaos run, one function each, and the check shared by all of them: once the fault
+is over (the supervisor has the process back, the record is in, the outage ended), every consumer
+group's lag returns to 0 within CONVERGE_WITHIN seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from loket_contracts.topics import ALL_TOPICS
+from tests.integration.test_faults_on_the_stack import PRODUCER_LIMIT, ce_headers, produce
+from tools.chaos import checks
+from tools.chaos.load import Load
+from tools.chaos.stack import DOUBLED, ChaosStack
+
+CONVERGE_WITHIN = 30.0  # seconds, after each fault (issue 15)
+DECIDE_WITHIN = 5.0  # seconds from a record of 1 MiB to the next decision (issue 15)
+KILLED = ("booking", "calendar", "calendar-allocator", "notifications", "catalogue", "kafka", "postgres")
+BURST = 20  # requests at once just before a doubled process is killed: it dies mid-burst
+OUTAGE_SIMULATED_SECONDS = 30 * 60
+SETTLE_SECONDS = 3.0  # steady load between two faults
+
+
+@dataclass
+class Outcome:
+    """One fault's row of the table."""
+
+    fault: str
+    back_s: float | None = None  # the supervisor had it running and ready again
+    converged_s: float | None = None  # every group's lag 0, counted from the end of the fault
+    decided_s: float | None = None  # a new booking decided, counted from the 1 MiB record
+    accepted_during: int = 0  # bookings accepted from the fault's start to its convergence
+    detail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        converged = self.converged_s is not None and self.converged_s <= CONVERGE_WITHIN
+        decided = self.decided_s is None or self.decided_s <= DECIDE_WITHIN
+        return converged and decided and not self.notes
+
+
+@dataclass
+class Chaos:
+    stack: ChaosStack
+    load: Load
+    ops: httpx.Client
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        print(f"[chaos {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    def converge(self, outcome: Outcome, fault_ended: float, fault_began: float) -> None:
+        """The check after every fault: lag back to 0, and how many bookings were accepted meanwhile."""
+        outcome.converged_s = checks.converged_after(self.ops, fault_ended, CONVERGE_WITHIN)
+        outcome.accepted_during = self.load.accepted_since(fault_began)
+        if outcome.converged_s is None:
+            outcome.notes.append(f"lag still {checks.lag(self.ops)} after {2 * CONVERGE_WITHIN:.0f} s")
+        self.outcomes.append(outcome)
+        self.say(
+            f"{outcome.fault}: back {_s(outcome.back_s)}, converged {_s(outcome.converged_s)}"
+            + (f", decided {_s(outcome.decided_s)}" if outcome.decided_s is not None else "")
+            + f", {outcome.accepted_during} accepted meanwhile"
+            + (f"; {outcome.detail}" if outcome.detail else "")
+            + (f"; VIOLATION: {'; '.join(outcome.notes)}" if outcome.notes else "")
+        )
+        time.sleep(SETTLE_SECONDS)
+
+
+def kill_process(chaos: Chaos, name: str) -> None:
+    """`kill -9` mid-load (mid-burst for a doubled process: its twin carries on); the supervisor
+    brings it back. PostgreSQL and Kafka are killed the same way (the postmaster, the broker)."""
+    outcome = Outcome(f"kill -9 {name}" + (" (1 of 2)" if name in DOUBLED else ""))
+    began = time.monotonic()
+    if name in DOUBLED:
+        chaos.load.burst(BURST)
+        time.sleep(0.3)
+    pid = chaos.stack.kill(name)
+    outcome.back_s = chaos.stack.wait_back(name, pid)
+    chaos.converge(outcome, time.monotonic(), began)
+
+
+def record_of_a_mebibyte(chaos: Chaos, topic: str) -> None:
+    """A record the producer just takes (about 1 MiB, not an event of ours) on `topic`: every consumer
+    dead-letters it (a copy cut to fit) and moves on; decisions go on within DECIDE_WITHIN seconds."""
+    outcome = Outcome(f"1 MiB record on {topic}")
+    event_id = str(uuid.uuid4())
+    key = "chaos-huge"
+    headers = ce_headers(event_id, "chaos-huge-record", key)
+    overhead = DefaultRecordBatchBuilder.estimate_size_in_bytes(key.encode(), b'{"pad":""}', headers)
+    value = json.dumps({"pad": "h" * (PRODUCER_LIMIT - 150 - overhead)}, separators=(",", ":")).encode()
+    began = time.monotonic()
+    produce(chaos.stack.live, topic, key, headers, value)
+    produced = time.monotonic()
+    decided = chaos.load.time_to_decision()
+    outcome.decided_s = None if decided is None else produced - began + decided
+    if decided is None:
+        outcome.notes.append("no decision within a minute of the record")
+    chaos.converge(outcome, produced, began)
+
+
+def long_booking_outage(chaos: Chaos, seconds: float) -> None:
+    """Booking (both instances) down for `seconds`, standing for OUTAGE_SIMULATED_SECONDS: the
+    notifications retry policy runs that many times faster in this stack (ChaosStack), so its
+    messages come out of the outage as they would from the real one (attempts made, next try).
+
+    Notifications is held first for a moment, so confirmations are waiting to be sent when booking
+    goes; then it works through them while booking is down (it asks booking for the contact), and
+    every one of them must go out once booking is back."""
+    outcome = Outcome(f"booking down {OUTAGE_SIMULATED_SECONDS // 60} min (simulated in {seconds:.0f} s)")
+    began = time.monotonic()
+    chaos.stack.hold("notifications")
+    time.sleep(15)
+    instances = ["booking", chaos.stack.second("booking")]
+    for name in instances:
+        chaos.stack.hold(name)
+    chaos.stack.release("notifications")
+    time.sleep(seconds)
+    for name in instances:
+        chaos.stack.release(name)
+    outcome.back_s = max(chaos.stack.wait_back(name, old_pid=0) for name in instances)
+    back = time.monotonic()
+    waiting = checks.messages_waiting(chaos.stack.live)
+    sent_after = checks.messages_sent_after(chaos.stack.live, back, timeout=120)
+    outcome.detail = f"{waiting} messages waiting when booking was back, all sent {_s(sent_after)} later"
+    if sent_after is None:
+        outcome.notes.append(f"{checks.messages_waiting(chaos.stack.live)} messages still unsent after 120 s")
+    chaos.converge(outcome, back, began)
+
+
+def every_topic() -> list[str]:
+    return [topic.name for topic in ALL_TOPICS]
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f} s"
