@@ -87,8 +87,7 @@ def final_checks(chaos: Chaos) -> dict[str, object]:
     chaos.say("checking every accepted booking, the desk-times, the confirmations and the dead letters")
     states = checks.booking_states(live, load.bookings, FINAL_DECISIONS_WITHIN)
     lost = {b: s.get("status") for b, s in states.items() if s.get("status") not in checks.DECIDED}
-    confirmed = [b for b, s in states.items() if checks.ever_confirmed(s)]
-    missing, duplicated = checks.unconfirmed(chaos.stack.mail_dir, confirmed, MAIL_WITHIN)
+    missing, duplicated, replaced = checks.untold(chaos.stack.mail_dir, states, MAIL_WITHIN)
     stored_letters, stored_parked, invisible = checks.invisible_letters(live, chaos.ops, timeout=30)
     ops = checks.ops_client(live)  # a fresh token: the run may outlast the first one
     failed = checks.failed_notifications(ops)
@@ -100,9 +99,10 @@ def final_checks(chaos: Chaos) -> dict[str, object]:
         "double_booked_reservations": checks.overlapping_reservations(live),
         "double_booked_on_agendas": checks.overlapping_on_agendas(live, checks.booked_days(load.bookings)),
         "agenda_days": len(checks.booked_days(load.bookings)),
-        "confirmed": len(confirmed),
+        "confirmed": sum(1 for s in states.values() if checks.ever_confirmed(s)),
         "missing_confirmations": missing,
         "duplicate_confirmations": duplicated,
+        "confirmations_replaced": replaced,
         "failed_notifications": [f"{n.get('booking_id')} {n.get('kind')}: {n.get('last_error')}" for n in failed],
         "dead_letters": stored_letters,
         "parked": stored_parked,

@@ -117,21 +117,39 @@ def mail_by_message_id(mail_dir: Path) -> Counter[str]:
     return Counter(path.stem.split("-", 1)[1] for path in mail_dir.glob("*.eml"))
 
 
-def confirmation_mails(booking_id: str, mail: Counter[str]) -> int:
-    """The `.eml` files of the booking's confirmation, whatever booking version it was sent at."""
-    ids = (message_id(booking_key(booking_id, "confirmation", v), MESSAGE_DOMAIN) for v in range(MAX_BOOKING_VERSION))
-    return sum(mail[mid.strip("<>")] for mid in ids)
+def mails_of(booking_id: str, kind: str, mail: Counter[str]) -> list[int]:
+    """The `.eml` files per message of one kind for the booking, whatever booking version each was
+    planned at (a Message-ID names the booking, the kind and the version: notifications' keys)."""
+    ids = (message_id(booking_key(booking_id, kind, v), MESSAGE_DOMAIN) for v in range(MAX_BOOKING_VERSION))
+    return [n for n in (mail[mid.strip("<>")] for mid in ids) if n]
 
 
-def unconfirmed(mail_dir: Path, confirmed: list[str], timeout: float) -> tuple[list[str], list[str]]:
-    """(confirmed bookings without a confirmation e-mail after up to `timeout` s, those with several)."""
+def untold(mail_dir: Path, states: dict[str, dict[str, Any]], timeout: float) -> tuple[list[str], list[str], int]:
+    """Residents of a booking ever confirmed who were not told where it stands, those told twice,
+    and how many confirmations a later message replaced before they went out.
+
+    Told: a booking confirmed now has its confirmation or, when it was moved before that went out,
+    the message of its new time (`rescheduled`); a cancelled one has its cancellation (which voids
+    a confirmation not sent yet: notifications' planning). Twice: two files of one message (one
+    Message-ID), or two confirmations. Waits up to `timeout` s for the last e-mails."""
+    confirmed = {booking_id: state["status"] for booking_id, state in states.items() if ever_confirmed(state)}
     deadline = time.monotonic() + timeout
     while True:
         mail = mail_by_message_id(mail_dir)
-        counts = {booking_id: confirmation_mails(booking_id, mail) for booking_id in confirmed}
-        missing = [b for b, n in counts.items() if n == 0]
+        missing, twice, replaced = [], [], 0
+        for booking_id, status in confirmed.items():
+            sent = {kind: mails_of(booking_id, kind, mail) for kind in ("confirmation", "rescheduled", "cancellation")}
+            if status == "cancelled":
+                told = bool(sent["cancellation"])
+            else:
+                told = bool(sent["confirmation"] or sent["rescheduled"])
+            replaced += not sent["confirmation"]
+            if not told:
+                missing.append(booking_id)
+            if len(sent["confirmation"]) > 1 or any(n > 1 for files in sent.values() for n in files):
+                twice.append(booking_id)
         if not missing or time.monotonic() > deadline:
-            return missing, [b for b, n in counts.items() if n > 1]
+            return missing, twice, replaced
         time.sleep(1)
 
 
