@@ -189,26 +189,32 @@ def failed_notifications(ops: httpx.Client) -> list[dict[str, Any]]:
 # --- consumer groups -------------------------------------------------------------------------
 
 
-def lag(ops: httpx.Client) -> int | None:
-    """Records not yet applied by any consumer group, members or not; None while the API cannot say."""
+def lagging(ops: httpx.Client) -> dict[str, int] | None:
+    """The consumer groups, members or not, with records not yet applied, and how many; None while
+    the operations API cannot say (the calendar down, Kafka down)."""
     try:
         r = ops.get("/api/v1/ops/consumers")
         if r.status_code != 200:
             return None
         report = r.json()
-        return int(report["total_lag"]) + int(report["lag_without_members"])
+        groups = report["groups"] + report["groups_without_members"]
+        return {g["group"]: int(g["lag"]) for g in groups if g["lag"]}
     except (httpx.HTTPError, ValueError, KeyError):
         return None
 
 
-def converged_after(ops: httpx.Client, since: float, bound: float) -> float | None:
-    """Seconds from `since` (time.monotonic()) to the first moment every group's lag is 0; None when
-    it is not so within twice `bound` (the figure then says how far it was)."""
+def converged_after(ops: httpx.Client, since: float, bound: float) -> tuple[float | None, dict[str, int] | None]:
+    """Seconds from `since` (time.monotonic()) to the first moment no group lags, or None when it is
+    not so within twice `bound`; and which groups lagged by how much once `bound` had passed."""
+    at_bound: dict[str, int] | None = None
     while time.monotonic() - since < 2 * bound:
-        if lag(ops) == 0:
-            return time.monotonic() - since
+        behind = lagging(ops)
+        if behind == {}:
+            return time.monotonic() - since, at_bound
+        if at_bound is None and time.monotonic() - since > bound:
+            at_bound = behind
         time.sleep(0.5)
-    return None
+    return None, at_bound
 
 
 # --- dead letters ----------------------------------------------------------------------------
