@@ -10,6 +10,7 @@ from typing import Any
 
 from loket_stack.runner import REPO
 from tools.chaos.faults import CONVERGE_WITHIN, DECIDE_WITHIN
+from tools.chaos.load import RETRY_FOR_SECONDS
 
 DOCS = REPO / "docs" / "reliability.md"
 BEGIN = "<!-- chaos:begin (written by `make chaos`) -->"
@@ -29,13 +30,15 @@ def tables(f: dict[str, Any]) -> str:
     def row(check: str, figure: object, bound: str, ok: bool) -> str:
         return f"| {check} | {figure} | {bound} | {'ok' if ok else '**VIOLATED**'} |"
 
-    slowest = max(f["faults"], key=lambda o: o["converged_s"] if o["converged_s"] is not None else float("inf"))
+    never = float("inf")
+    slowest = max(f["faults"], key=lambda o: never if o["converged_s"] is None else o["converged_s"], default=None)
     bounded = [o for o in f["faults"] if o["decide_within"] is not None]
-    slowest_decision = max((o["decided_s"] or float("inf") for o in bounded), default=None)
+    slowest_decision = max((never if o["decided_s"] is None else o["decided_s"] for o in bounded), default=None)
     lines = [
         f"Run of {f['started']} UTC, {f['minutes']} minutes; {f['machine']}.",
         f"Load: {f['rate_per_second']:g} bookings a second, open loop; {f['accepted']} accepted (201 or 202),"
-        f" final statuses {f['statuses']}; {f['gave_up']} requests given up after 45 s of outage answers;"
+        f" final statuses {f['statuses']}; {f['gave_up']} requests given up after {RETRY_FOR_SECONDS} s of outage"
+        " answers (never accepted: not counted);"
         f" answers seen {f['answers']}.",
         "",
         "| promise | figure | bound | |",
@@ -68,10 +71,16 @@ def tables(f: dict[str, Any]) -> str:
         ),
         row("notifications failed for good", len(f["failed_notifications"]), "0", not f["failed_notifications"]),
         row(
-            f"slowest convergence after a fault ({slowest['fault']})",
-            _s(slowest["converged_s"]),
+            "slowest convergence (lag 0) after a fault" + (f" ({slowest['fault']})" if slowest else ""),
+            _s(slowest["converged_s"]) if slowest else "not run",
             f"≤ {CONVERGE_WITHIN:.0f} s",
-            slowest["converged_s"] is not None and slowest["converged_s"] <= CONVERGE_WITHIN,
+            all(o["converged_s"] is not None and o["converged_s"] <= CONVERGE_WITHIN for o in f["faults"]),
+        ),
+        row(
+            "convergence (lag 0) once the load had stopped and every check was done",
+            _s(f["converged_at_end_s"]),
+            f"≤ {CONVERGE_WITHIN:.0f} s",
+            f["converged_at_end_s"] is not None and f["converged_at_end_s"] <= CONVERGE_WITHIN,
         ),
         row(
             "slowest decision after a 1 MiB record",
