@@ -97,7 +97,7 @@ def final_checks(chaos: Chaos) -> dict[str, object]:
     stored_letters, stored_parked, invisible = checks.invisible_letters(live, chaos.ops, timeout=30)
     ops = checks.ops_client(live)  # a fresh token: the run may outlast the first one
     failed = checks.failed_notifications(ops)
-    converged, _ = checks.converged_after(ops, time.monotonic(), faults.CONVERGE_WITHIN)
+    converged = checks.converge(ops, time.monotonic(), faults.CONVERGE_WITHIN).lag_zero_s
     figures: dict[str, object] = {
         "accepted": len(load.bookings),
         "statuses": dict(sorted(Counter(str(s.get("status")) for s in states.values()).items())),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -153,27 +154,28 @@ def untold(mail_dir: Path, states: dict[str, dict[str, Any]], timeout: float) ->
         time.sleep(1)
 
 
-def messages_waiting(live: RunningStack) -> int:
-    """Messages notifications should have sent by now and has not (its `deliveries` due, pending or
-    sending; reminders planned for later do not count)."""
+def messages_waiting(live: RunningStack) -> set[str]:
+    """The messages notifications should have sent by now and has not (its `deliveries` due, pending
+    or sending; reminders planned for later do not count)."""
 
-    async def count() -> int:
+    async def read() -> set[str]:
         conn = await asyncpg.connect(live.dsn("notifications"))
         try:
-            waiting = await conn.fetchval(
-                "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending') AND due_at <= now()"
+            rows = await conn.fetch(
+                "SELECT id FROM deliveries WHERE status IN ('pending', 'sending') AND due_at <= now()"
             )
-            return int(waiting)
+            return {str(row["id"]) for row in rows}
         finally:
             await conn.close()
 
-    return asyncio.run(count())
+    return asyncio.run(read())
 
 
-def messages_sent_after(live: RunningStack, since: float, timeout: float) -> float | None:
-    """Seconds from `since` (time.monotonic()) until no message waits; None if some still do after `timeout`."""
+def messages_sent_after(live: RunningStack, waiting: set[str], since: float, timeout: float) -> float | None:
+    """Seconds from `since` (time.monotonic()) until every message of `waiting` has gone (sent, or
+    finished otherwise); None if some still wait after `timeout`."""
     while time.monotonic() - since < timeout:
-        if messages_waiting(live) == 0:
+        if not waiting & messages_waiting(live):
             return time.monotonic() - since
         time.sleep(0.5)
     return None
@@ -189,32 +191,58 @@ def failed_notifications(ops: httpx.Client) -> list[dict[str, Any]]:
 # --- consumer groups -------------------------------------------------------------------------
 
 
-def lagging(ops: httpx.Client) -> dict[str, int] | None:
-    """The consumer groups, members or not, with records not yet applied, and how many; None while
-    the operations API cannot say (the calendar down, Kafka down)."""
+def consumer_groups(ops: httpx.Client) -> list[dict[str, Any]] | None:
+    """Every consumer group, members or not, from `GET /api/v1/ops/consumers`; None while the
+    operations API cannot say (the calendar down, Kafka down)."""
     try:
         r = ops.get("/api/v1/ops/consumers")
         if r.status_code != 200:
             return None
         report = r.json()
-        groups = report["groups"] + report["groups_without_members"]
-        return {g["group"]: int(g["lag"]) for g in groups if g["lag"]}
+        groups: list[dict[str, Any]] = report["groups"] + report["groups_without_members"]
+        return groups
     except (httpx.HTTPError, ValueError, KeyError):
         return None
 
 
-def converged_after(ops: httpx.Client, since: float, bound: float) -> tuple[float | None, dict[str, int] | None]:
-    """Seconds from `since` (time.monotonic()) to the first moment no group lags, or None when it is
-    not so within twice `bound`; and which groups lagged by how much once `bound` had passed."""
-    at_bound: dict[str, int] | None = None
+@dataclass
+class Convergence:
+    """How the consumer groups caught up after a fault (seconds from its end; None: not seen)."""
+
+    backlog_applied_s: float | None = None  # every record there was at the end of the fault applied
+    lag_zero_s: float | None = None  # a moment when no group had a record left to apply
+    behind_at_bound: dict[str, int] | None = None  # records of the backlog each group still had
+
+
+def converge(ops: httpx.Client, since: float, bound: float) -> Convergence:
+    """Watch the groups from `since` (time.monotonic(), the end of a fault) for up to twice `bound`.
+
+    Under a load that goes on, lag 0 is a moment between two requests that a busy machine may not
+    offer; what the fault left behind is the records there were when it ended. So the backlog is
+    measured against the partitions' ends as first read after `since`, and lag 0 is noted when seen."""
+    seen = Convergence()
+    ends: dict[tuple[str, int], int] | None = None
     while time.monotonic() - since < 2 * bound:
-        behind = lagging(ops)
-        if behind == {}:
-            return time.monotonic() - since, at_bound
-        if at_bound is None and time.monotonic() - since > bound:
-            at_bound = behind
+        groups = consumer_groups(ops)
+        elapsed = time.monotonic() - since
+        if groups is not None:
+            parts = [(g["group"], p) for g in groups for p in g["partitions"]]
+            if ends is None:
+                ends = {(p["topic"], p["partition"]): p["end"] for _, p in parts}
+            behind: Counter[str] = Counter()
+            for group, p in parts:
+                behind[group] += max(0, ends.get((p["topic"], p["partition"]), 0) - (p["position"] or 0))
+            behind = +behind  # only the groups still behind
+            if seen.lag_zero_s is None and not any(g["lag"] for g in groups):
+                seen.lag_zero_s = elapsed
+            if seen.backlog_applied_s is None and not behind:
+                seen.backlog_applied_s = elapsed
+            if seen.behind_at_bound is None and elapsed > bound:
+                seen.behind_at_bound = dict(behind)
+        if seen.backlog_applied_s is not None and (seen.lag_zero_s is not None or elapsed > bound):
+            break
         time.sleep(0.5)
-    return None, at_bound
+    return seen
 
 
 # --- dead letters ----------------------------------------------------------------------------
