@@ -55,10 +55,10 @@ def main() -> int:
     began, started_at = time.monotonic(), datetime.now(UTC)
     load_before = os.getloadavg()
     stack = ChaosStack(port_base, time_scale)
+    load = Load([stack.config.base_url, stack.second_url("booking")], args.rate)
     try:
         up_seconds = stack.start()
         print(f"[chaos] stack up in {up_seconds:.0f} s on ports {port_base}+ ({stack.data})", flush=True)
-        load = Load([stack.config.base_url, stack.second_url("booking")], args.rate)
         chaos = Chaos(stack, load, checks.ops_client(stack.live))
         load.start()
         time.sleep(WARM_UP_SECONDS)
@@ -68,6 +68,7 @@ def main() -> int:
         chaos.say(f"load stopped: {len(load.bookings)} bookings accepted; answers {dict(load.answers)}")
         figures = final_checks(chaos)
     finally:
+        load.stop()
         stack.stop()
     figures.update(
         started=started_at.isoformat(timespec="seconds"),

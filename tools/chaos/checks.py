@@ -231,7 +231,7 @@ def converge(ops: httpx.Client, since: float, bound: float) -> Convergence:
                 ends = {(p["topic"], p["partition"]): p["end"] for _, p in parts}
             behind: Counter[str] = Counter()
             for group, p in parts:
-                behind[group] += max(0, ends.get((p["topic"], p["partition"]), 0) - (p["position"] or 0))
+                behind[group] += max(0, ends.get((p["topic"], p["partition"]), 0) - (p["committed"] or 0))
             behind = +behind  # only the groups still behind
             if seen.lag_zero_s is None and not any(g["lag"] for g in groups):
                 seen.lag_zero_s = elapsed

@@ -87,7 +87,8 @@ class Load:
     def _pace(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self._pool.submit(self._book_one)
+            with contextlib.suppress(RuntimeError):  # stopped meanwhile: the pool takes no more
+                self._pool.submit(self._book_one)
             next_at += 1 / self.rate_per_second
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
