@@ -9,7 +9,7 @@ allocator; kills each part in turn with SIGKILL, puts a record of about 1 MiB on
 holds booking down for a simulated half hour; then checks every accepted booking, the desk-times,
 the confirmations, the consumer groups and the dead letters. It prints the table, writes it into
 docs/reliability.md (unless --no-docs), the figures into .data/chaos-<base>/result.json, and exits
-with status 1 on any violation. Loopback only; about 10 minutes on a 2-core machine.
+with status 1 on any violation. Loopback only; 6 to 13 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
