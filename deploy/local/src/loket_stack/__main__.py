@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         print(f"Loket stopped and {stack.config.data} wiped.")
         return 0
     if command in ("stop", "start"):
-        names = [*INFRA, "sinks", *FRONT, *stack.services, *stack.workers]
+        names = [*INFRA, "sinks", *FRONT, *stack.services, *stack.workers, *stack.seconds]
         if len(argv) != 3 or argv[2] not in names:
             print(f"usage: python -m loket_stack {command} {{{','.join(names)}}}", file=sys.stderr)
             return 2

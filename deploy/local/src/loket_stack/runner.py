@@ -58,6 +58,11 @@ INFRA = ("postgres", "kafka")
 # The front door: the edge (nginx; `gateway`, the name its port has always had) and the small
 # service behind it that issues local tokens and serves the merged OpenAPI document.
 FRONT = ("gateway", "issuer")
+# LOKET_STACK_DOUBLE=booking,calendar-allocator starts a second instance of each, named `<name>-2`,
+# this many ports above the first, in the same consumer groups (DESIGN.md: every instance is safe
+# to double). The gateway still routes to the first; the second answers HTTP on its own port.
+SECOND_SUFFIX = "-2"
+SECOND_PORT_OFFSET = 100
 
 
 # Every port of a stack (LOKET_PORT_<NAME>), and how far from the gateway's it lies when a whole
@@ -142,6 +147,8 @@ class Stack:
             s for s in SERVICES if s not in skip and importlib.util.find_spec(f"loket_{s}.__main__") is not None
         ]
         self.workers = [w for w, (service, _, _) in WORKERS.items() if service in self.services and w not in skip]
+        double = set(filter(None, os.environ.get("LOKET_STACK_DOUBLE", "").split(",")))
+        self.seconds = [name + SECOND_SUFFIX for name in (*self.services, *self.workers) if name in double]
         # The processes this object started, kept so that they are reaped (no zombie) and their exit known.
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.edge_conf = config.data / "edge" / "nginx.conf"
@@ -174,7 +181,8 @@ class Stack:
             return pid
         if name == "gateway":  # nginx, known by its configuration file
             return pid if pid > 0 and _runs_with(pid, str(self.edge_conf)) else None
-        module = "loket_stack." + name if name in ("issuer", "sinks") else "loket_" + WORKERS.get(name, (name,))[0]
+        first = name.removesuffix(SECOND_SUFFIX)
+        module = "loket_stack." + name if name in ("issuer", "sinks") else "loket_" + WORKERS.get(first, (first,))[0]
         return pid if pid > 0 and _runs(pid, module) else None
 
     def process_pid(self, name: str) -> int | None:
@@ -243,6 +251,10 @@ class Stack:
         for worker in self.workers:
             service, port_field, _ = WORKERS[worker]
             commands[worker] = ([python, "-m", f"loket_{service}"], self.worker_env(worker), getattr(c, port_field))
+        for second in self.seconds:
+            args, env, port = commands[second.removesuffix(SECOND_SUFFIX)]
+            port += SECOND_PORT_OFFSET
+            commands[second] = (args, {**env, "LOKET_HTTP_PORT": str(port)}, port)
         return commands
 
     def start_process(self, name: str) -> None:
@@ -259,6 +271,9 @@ class Stack:
         c = self.config
         urls = {s: f"http://127.0.0.1:{getattr(c, s)}/readyz" for s in self.services}
         urls.update({w: f"http://127.0.0.1:{getattr(c, WORKERS[w][1])}/readyz" for w in self.workers})
+        if self.seconds:
+            commands = self.commands()
+            urls.update({s: f"http://127.0.0.1:{commands[s][2]}/readyz" for s in self.seconds})
         urls["gateway"] = f"{c.base_url}/healthz"
         urls["issuer"] = f"http://127.0.0.1:{c.issuer}/healthz"
         urls["sinks"] = f"http://127.0.0.1:{c.sms}/healthz"
@@ -378,7 +393,9 @@ class Stack:
         # A supervising `up` elsewhere stops everything itself (and would restart what is stopped
         # behind its back); then whatever is left is stopped here.
         self.stop_supervisor()
-        for name in (*FRONT, *WORKERS, *reversed(SERVICES), "sinks"):
+        # Second instances too when this process was not told of them (`make down` from a shell).
+        seconds = {*self.seconds, *(pid.stem for pid in self.run_dir.glob(f"*{SECOND_SUFFIX}.pid"))}
+        for name in (*FRONT, *sorted(seconds), *WORKERS, *reversed(SERVICES), "sinks"):
             self.stop_process(name)
         self.kafka.stop()
         self.postgres.stop()
@@ -462,7 +479,7 @@ class Stack:
         supervisor = self.supervisor_state()
         known: dict[str, dict[str, Any]] = supervisor.get("processes", {}) if supervisor else {}
         rows = []
-        for name in (*FRONT, *SERVICES, *WORKERS, "sinks", *INFRA):
+        for name in (*FRONT, *SERVICES, *WORKERS, *self.seconds, "sinks", *INFRA):
             pid = self.process_pid(name)
             seen = known.get(name, {})
             state = "running" if pid else ("restarting" if seen.get("state") == "restarting" else "stopped")

@@ -86,7 +86,7 @@ class Supervisor:
         self.stack = stack
         self.say = say or (lambda line: print(line, flush=True))
         self.state_file = stack.state_file
-        self.names = [*INFRA, "sinks", "issuer", *stack.services, *stack.workers, "gateway"]
+        self.names = [*INFRA, "sinks", "issuer", *stack.services, *stack.workers, *stack.seconds, "gateway"]
         self.watched: dict[str, Watched] = {}
         self.reaped: dict[int, int] = {}  # pid -> returncode, of children reaped without a Popen
         self._client = httpx.Client(timeout=1.0)
