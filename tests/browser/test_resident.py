@@ -159,8 +159,11 @@ def test_a_slot_taken_meanwhile_offers_the_alternatives_and_the_waitlist(pages: 
     page.locator("#manage-link").click()
     expect(page.locator("#booking-status")).to_have_text("bevestigd")
     page.get_by_role("button", name="Ander uur kiezen").click()
-    page.get_by_label("Ander uur kiezen").select_option(index=3)
-    new_start = page.get_by_label("Ander uur kiezen").input_value()
+    reschedule = page.locator("#reschedule")
+    reschedule.get_by_label("Dag", exact=True).select_option(index=1)  # a day picker: any free day, not a capped list
+    chosen = reschedule.locator("#reschedule-times input[type=radio]").nth(1)
+    chosen.check()
+    new_start = str(chosen.get_attribute("value"))
     page.get_by_role("button", name="Naar dit uur verplaatsen").click()
     expect(page.locator("#manage-status")).to_contain_text("Uw afspraak is verplaatst naar")
     shot(page, "resident-9-rescheduled")
