@@ -112,7 +112,6 @@ export const DICT = {
     "manage.location": "Locatie",
     "manage.when": "Wanneer",
     "manage.name": "Naam",
-    "manage.history": "Geschiedenis",
     "manage.confirm": "Afspraak bevestigen",
     "manage.confirmed_now": "Uw afspraak is bevestigd.",
     "manage.reschedule": "Ander uur kiezen",
@@ -146,6 +145,9 @@ export const DICT = {
     "history.reservation-moved": "Ander loket toegewezen",
     "history.reservation-withdrawn": "Uur ingetrokken door de stad",
     "history.other": "Wijziging",
+    "history.entry": "{at}: {what}",
+    "history.with_reason": "{what}: {reason}",
+    "manage.history": "Geschiedenis (Brusselse tijd)",
     "auth.title": "Aanmelden",
     "auth.username": "Gebruikersnaam",
     "auth.password": "Wachtwoord",
@@ -314,7 +316,6 @@ export const DICT = {
     "manage.location": "Location",
     "manage.when": "When",
     "manage.name": "Name",
-    "manage.history": "History",
     "manage.confirm": "Confirm appointment",
     "manage.confirmed_now": "Your appointment is confirmed.",
     "manage.reschedule": "Choose another time",
@@ -348,6 +349,9 @@ export const DICT = {
     "history.reservation-moved": "Another desk assigned",
     "history.reservation-withdrawn": "Time withdrawn by the city",
     "history.other": "Change",
+    "history.entry": "{at}: {what}",
+    "history.with_reason": "{what}: {reason}",
+    "manage.history": "History (Brussels time)",
     "auth.title": "Sign in",
     "auth.username": "User name",
     "auth.password": "Password",
@@ -516,7 +520,6 @@ export const DICT = {
     "manage.location": "Lieu",
     "manage.when": "Quand",
     "manage.name": "Nom",
-    "manage.history": "Historique",
     "manage.confirm": "Confirmer le rendez-vous",
     "manage.confirmed_now": "Votre rendez-vous est confirmé.",
     "manage.reschedule": "Choisir une autre heure",
@@ -550,6 +553,9 @@ export const DICT = {
     "history.reservation-moved": "Autre guichet attribué",
     "history.reservation-withdrawn": "Créneau retiré par la Ville",
     "history.other": "Modification",
+    "history.entry": "{at} : {what}",
+    "history.with_reason": "{what} : {reason}",
+    "manage.history": "Historique (heure de Bruxelles)",
     "auth.title": "Se connecter",
     "auth.username": "Nom d'utilisateur",
     "auth.password": "Mot de passe",
@@ -669,9 +675,13 @@ function locale() {
   return { nl: "nl-BE", en: "en-GB", fr: "fr-BE" }[current];
 }
 
-export function formatDateTime(iso) {
+/**
+ * A day and time in Brussels, labelled as Brussels time; with `end`, the end time follows the start
+ * ("… 09:00–09:45 (Brussels time)"); `zone: false` leaves the label to a heading that says it once.
+ */
+export function formatDateTime(iso, { end = null, zone = true } = {}) {
   if (!iso) return "";
-  return new Intl.DateTimeFormat(locale(), {
+  const text = new Intl.DateTimeFormat(locale(), {
     weekday: "long",
     day: "numeric",
     month: "long",
@@ -679,7 +689,9 @@ export function formatDateTime(iso) {
     hour: "2-digit",
     minute: "2-digit",
     timeZone: TZ,
-  }).format(new Date(iso)) + ` (${t("common.brussels_time")})`;
+  }).format(new Date(iso));
+  const until = end ? `–${formatTime(end)}` : "";
+  return zone ? `${text}${until} (${t("common.brussels_time")})` : `${text}${until}`;
 }
 
 export function formatDay(isoOrDate) {

@@ -4,15 +4,15 @@ import { api, ApiError, getLocations, getProducts } from "./api.js";
 import { announce, clear, h } from "./dom.js";
 import { brusselsDay, formatDateTime, formatDay, formatTime, localized, t } from "./i18n.js";
 
-// The history in words: each event of the booking as the resident would say it. A reason is shown
-// where a person gave one (a cancellation, a withdrawn time), in the booking's language.
-const HISTORY_WITH_REASON = ["booking-cancelled", "reservation-withdrawn"];
-
+// The history in words: each event of the booking as the resident would say it. The city's reason
+// is shown where the city cancelled or withdrew the time (the resident's own cancellation needs none).
 function historyWords(entry) {
   const key = `history.${entry.event}`;
-  const words = t(key, { to: entry.to ? formatDateTime(entry.to) : "" });
-  const said = words === key ? t("history.other") : words;
-  return HISTORY_WITH_REASON.includes(entry.event) && entry.reason ? `${said}: ${entry.reason}` : said;
+  const words = t(key, { to: entry.to ? formatDateTime(entry.to, { zone: false }) : "" });
+  const what = words === key ? t("history.other") : words;
+  const byTheCity = entry.event === "reservation-withdrawn" || (entry.event === "booking-cancelled" && entry.by === "staff");
+  const said = byTheCity && entry.reason ? t("history.with_reason", { what, reason: entry.reason }) : what;
+  return entry.at ? t("history.entry", { at: formatDateTime(entry.at, { zone: false }), what: said }) : said;
 }
 
 export async function renderManage(ctx) {
@@ -88,7 +88,7 @@ export async function renderManage(ctx) {
         h("dt", {}, t("manage.location")),
         h("dd", {}, location ? `${location.name}, ${location.address}` : booking.location),
         h("dt", {}, t("manage.when")),
-        h("dd", { id: "booking-when" }, formatDateTime(booking.start), booking.end ? `–${formatTime(booking.end)}` : ""),
+        h("dd", { id: "booking-when" }, formatDateTime(booking.start, { end: booking.end })),
         h("dt", {}, t("manage.name")),
         h("dd", {}, `${booking.person?.given_name ?? ""} ${booking.person?.family_name ?? ""}`),
       ),
@@ -106,7 +106,7 @@ export async function renderManage(ctx) {
         h(
           "ol",
           {},
-          (booking.history || []).map((entry) => h("li", {}, `${entry.at ? `${formatDateTime(entry.at)}: ` : ""}${historyWords(entry)}`)),
+          (booking.history || []).map((entry) => h("li", {}, historyWords(entry))),
         ),
       ),
     );
