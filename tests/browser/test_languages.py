@@ -117,7 +117,8 @@ def foreign_texts(page: Any, code: str) -> list[str]:
                         if (text === DICT[code][key]) continue;
                         for (const part of text.split(/\\{\\w+\\}/)) {
                             const fragment = part.trim();
-                            if (fragment.length >= 10 && shown.includes(fragment)) found.add(`${other} ${key}: ${fragment}`);
+                            if (fragment.length < 10 || !shown.includes(fragment)) continue;
+                            found.add(`${other} ${key}: ${fragment}`);
                         }
                     }
                 }

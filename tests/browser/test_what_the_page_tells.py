@@ -38,7 +38,9 @@ def test_the_child_card_marks_the_birth_date_required(pages: Pages) -> None:
     birth = page.locator("#f-person-birth_date")
     expect(page.locator("label[for=f-person-birth_date]")).to_contain_text("(optional)")
     page.get_by_role("radio", name=re.compile(r"^Identity document for a child under 12")).check()
-    expect(page.locator("label[for=f-person-birth_date]")).to_have_text(re.compile(r"^Child's date of birth.*\(required\)"))
+    expect(page.locator("label[for=f-person-birth_date]")).to_have_text(
+        re.compile(r"^Child's date of birth.*\(required\)")
+    )
     expect(birth).to_have_attribute("aria-required", "true")
 
     # Left empty, it is named with the other missing fields, all at once, each at its field.
@@ -99,7 +101,9 @@ def test_the_language_comes_from_the_link_then_from_the_browser(pages: Pages, li
     day = open_day(client, "short-stay", "sc-ledeberg", min_free=1)
     start = free_slots(client, "short-stay", "sc-ledeberg", day)[0]["start"]
     booked = client.post(
-        "/api/v1/bookings", json=booking_body("short-stay", "sc-ledeberg", start, language="nl"), headers={"Prefer": "wait=5"}
+        "/api/v1/bookings",
+        json=booking_body("short-stay", "sc-ledeberg", start, language="nl"),
+        headers={"Prefer": "wait=5"},
     )
     assert booked.status_code == 201, booked.text
     booking = booked.json()
@@ -112,4 +116,6 @@ def test_the_language_comes_from_the_link_then_from_the_browser(pages: Pages, li
     page.locator("#manage details summary").click()
     expect(page.locator("#manage details ol")).to_contain_text("Afspraak bevestigd")
     expect(page.locator("#manage details ol")).not_to_contain_text("booking-")
-    client.post(f"/api/v1/bookings/{booking['id']}/cancel", headers={"Authorization": f"Bearer {booking['manage_token']}"})
+    client.post(
+        f"/api/v1/bookings/{booking['id']}/cancel", headers={"Authorization": f"Bearer {booking['manage_token']}"}
+    )
