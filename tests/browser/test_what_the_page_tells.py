@@ -9,9 +9,9 @@ import re
 import httpx
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Pages, assert_accessible, shot
+from tests.browser.conftest import Pages, assert_accessible, book_first_free, shot
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_slots, open_day
+from tests.e2e.helpers import free_slots, open_day
 
 
 def test_the_booking_page_says_what_the_city_page_says(pages: Pages) -> None:
@@ -97,16 +97,7 @@ def test_the_language_comes_from_the_link_then_from_the_browser(pages: Pages, li
     expect(page.get_by_role("heading", level=1)).to_have_text("Prendre rendez-vous")
 
     # An English browser opening the link of an e-mail in Dutch: Dutch.
-    client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = open_day(client, "short-stay", "sc-ledeberg", min_free=1)
-    start = free_slots(client, "short-stay", "sc-ledeberg", day)[0]["start"]
-    booked = client.post(
-        "/api/v1/bookings",
-        json=booking_body("short-stay", "sc-ledeberg", start, language="nl"),
-        headers={"Prefer": "wait=5"},
-    )
-    assert booked.status_code == 201, booked.text
-    booking = booked.json()
+    booking = book_first_free(live, "short-stay", "sc-ledeberg", language="nl")
     page = pages.new(locale="en-GB")
     page.goto(f"/manage/{booking['id']}?token={booking['manage_token']}&lang=nl")
     expect(page.locator("html")).to_have_attribute("lang", "nl")
@@ -116,6 +107,5 @@ def test_the_language_comes_from_the_link_then_from_the_browser(pages: Pages, li
     page.locator("#manage details summary").click()
     expect(page.locator("#manage details ol")).to_contain_text("Afspraak bevestigd")
     expect(page.locator("#manage details ol")).not_to_contain_text("booking-")
-    client.post(
-        f"/api/v1/bookings/{booking['id']}/cancel", headers={"Authorization": f"Bearer {booking['manage_token']}"}
-    )
+    manage = {"Authorization": f"Bearer {booking['manage_token']}"}
+    httpx.post(f"{live.base_url}/api/v1/bookings/{booking['id']}/cancel", headers=manage)
