@@ -41,6 +41,7 @@ def test_staff_sees_a_booking_live_and_handles_it(pages: Pages, live: RunningSta
     page.get_by_role("button", name="Tonen").click()
     expect(page.locator("#agenda .desk").first).to_be_visible()
     expect(page.locator("#live-indicator")).to_have_attribute("data-on", "true")
+    expect(page.locator("#agenda-zone")).to_have_text("Alle uren in Brusselse tijd.")
     page.evaluate("window.__notReloaded = true")
     shot(page, "staff-2-agenda-before")
     assert_accessible(page, "staff-2-agenda")

@@ -64,6 +64,7 @@ async function agenda(area, saved, query, navigate, onCleanup) {
     ),
     status,
     printTitle,
+    h("p", { class: "hint no-print", id: "agenda-zone" }, t("staff.times_zone")),
     grid,
   );
 
@@ -96,7 +97,7 @@ async function agenda(area, saved, query, navigate, onCleanup) {
 
   function draw(data) {
     const locName = choices.find((l) => l.id === locationId)?.name || locationId;
-    printTitle.textContent = `${locName} – ${formatDay(day)}`;
+    printTitle.textContent = `${locName} – ${formatDay(day)} · ${t("staff.times_zone")}`;
     clear(
       grid,
       data.desks.map((desk) =>
