@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
 from loket_runtime import clock
 from tests.conftest import RunningStack
+from tests.e2e.helpers import booking_body, free_slots, open_day
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
@@ -122,3 +124,16 @@ def assert_accessible(page: Any, name: str) -> list[dict[str, Any]]:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def book_first_free(live: RunningStack, product: str, location: str, **overrides: Any) -> dict[str, Any]:
+    """Book the first free time of `product` at `location` through the API, as any frontend would
+    (a day from two days ahead, see `open_day`); the answer must be 201."""
+    with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        day = open_day(client, product, location, min_free=1)
+        start = free_slots(client, product, location, day)[0]["start"]
+        booked = client.post(
+            "/api/v1/bookings", json=booking_body(product, location, start, **overrides), headers={"Prefer": "wait=5"}
+        )
+    assert booked.status_code == 201, booked.text
+    return dict(booked.json())

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Pages, assert_accessible, shot
+from tests.browser.conftest import Pages, assert_accessible, book_first_free, shot
 from tests.conftest import RunningStack
-from tests.e2e.helpers import booking_body, free_by_day, free_slots, open_day, today
+from tests.e2e.helpers import booking_body, free_by_day, today
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -159,8 +159,11 @@ def test_a_slot_taken_meanwhile_offers_the_alternatives_and_the_waitlist(pages: 
     page.locator("#manage-link").click()
     expect(page.locator("#booking-status")).to_have_text("bevestigd")
     page.get_by_role("button", name="Ander uur kiezen").click()
-    page.get_by_label("Ander uur kiezen").select_option(index=3)
-    new_start = page.get_by_label("Ander uur kiezen").input_value()
+    reschedule = page.locator("#reschedule")
+    reschedule.get_by_label("Dag", exact=True).select_option(index=1)  # a day picker: any free day, not a capped list
+    chosen = reschedule.locator("#reschedule-times input[type=radio]").nth(1)
+    chosen.check()
+    new_start = str(chosen.get_attribute("value"))
     page.get_by_role("button", name="Naar dit uur verplaatsen").click()
     expect(page.locator("#manage-status")).to_contain_text("Uw afspraak is verplaatst naar")
     shot(page, "resident-9-rescheduled")
@@ -171,16 +174,8 @@ def test_a_slot_taken_meanwhile_offers_the_alternatives_and_the_waitlist(pages: 
 
 
 def test_a_held_booking_is_confirmed_from_the_e_mail_link(pages: Pages, live: RunningStack) -> None:
-    client = httpx.Client(base_url=live.base_url, timeout=30)
-    day = open_day(client, "long-stay", "migration-counter", min_free=1)
-    start = free_slots(client, "long-stay", "migration-counter", day)[0]["start"]
-    r = client.post(
-        "/api/v1/bookings",
-        json=booking_body("long-stay", "migration-counter", start, language="en"),
-        headers={"Prefer": "wait=5"},
-    )
-    assert r.status_code == 201 and r.json()["status"] == "held", r.text
-    held = r.json()
+    held = book_first_free(live, "long-stay", "migration-counter", language="en")
+    assert held["status"] == "held", held
 
     page = pages.new()
     page.goto(f"/manage/{held['id']}?token={held['manage_token']}&confirm=1&lang=en")

@@ -7,7 +7,7 @@ export const LANGUAGES = [
   { code: "fr", label: "Français" },
 ];
 
-const DICT = {
+export const DICT = {
   nl: {
     "site.title": "Loket Migratie – Stad Gent",
     "site.skip": "Naar de inhoud",
@@ -56,9 +56,8 @@ const DICT = {
     "book.errors_title": "Controleer deze gegevens",
     "book.confirmed_title": "Uw afspraak is bevestigd",
     "book.confirmed": "{product} op {when} in {location}.",
-    "book.desk": "Loket: {desk}",
     "book.held_title": "Bevestig uw afspraak via e-mail",
-    "book.held": "We hebben {when} voor u vastgehouden. Klik op de link in de e-mail om te bevestigen voor {expires}.",
+    "book.held": "We houden {when} voor u vast tot {expires}. Klik vóór dan op de link in de e-mail om uw afspraak te bevestigen; anders vervalt ze.",
     "book.requested_title": "Uw aanvraag is ontvangen",
     "book.requested": "We verwerken uw aanvraag. U krijgt een e-mail zodra uw afspraak vastligt.",
     "book.manage_link": "Mijn afspraak bekijken of wijzigen",
@@ -72,6 +71,27 @@ const DICT = {
     "book.waitlist_submit": "Zet me op de wachtlijst",
     "book.waitlist_done": "U staat op de wachtlijst. We mailen u als er een uur vrijkomt.",
     "book.new": "Nog een afspraak maken",
+    "common.brussels_time": "Brusselse tijd",
+    "book.needs_confirmation": "Na het boeken bevestigt u deze afspraak nog via de link in uw e-mail.",
+    "book.reference": "Uw referentie",
+    "book.reference_hint": "Geef deze referentie door als u ons belt of mailt.",
+    "book.address": "Adres",
+    "book.email_sent": "We stuurden een e-mail naar {email}.",
+    "book.info_title": "Goed om te weten",
+    "book.info_centre": "Deze afspraak is niet bedoeld om informatie te vragen. Heeft u vragen over een procedure of over documenten? Neem dan eerst contact op met het Infopunt Migratie.",
+    "book.by_email_title": "Zonder afspraak, per e-mail ({email})",
+    "book.by_email.long_stay": "Uw registratie lang verblijf starten",
+    "book.by_email.card_switch": "Overstappen naar een E+/F+-kaart of een C/D-kaart",
+    "book.by_email.annex_35": "Uw bijlage 35 verlengen",
+    "book.by_email.annex_49": "Een bijlage 49 (gecombineerde vergunning)",
+    "book.by_email.return": "Uw terugkeer melden, met bewijsstukken (bv. een inreisstempel in uw paspoort)",
+    "book.by_email.identity": "De documenten bij een wijziging van uw identiteitsgegevens",
+    "book.by_email.cgrs": "De papieren van het CGVS, om uw gegevens te laten aanpassen",
+    "book.pickup_rule": "Uw verblijfskaart afhalen kan alleen op de locatie waar u ze aanvroeg, nadat u de brief met de PIN- en PUK-codes kreeg.",
+    "manage.reference": "Referentie",
+    "manage.hold_deadline": "Bevestig uw afspraak vóór {expires}, anders vervalt ze.",
+    "manage.other_location": "Locatie",
+    "manage.time": "Uur",
     "book.link_product_unknown": "De dienst uit uw link bestaat niet (meer). Kies hieronder wat u wilt regelen.",
     "book.link_location_unknown": "De locatie uit uw link biedt deze dienst niet (meer) aan. Kies hieronder een locatie.",
     "book.link_date_invalid": "De datum in uw link is ongeldig. Kies hieronder een dag.",
@@ -92,7 +112,6 @@ const DICT = {
     "manage.location": "Locatie",
     "manage.when": "Wanneer",
     "manage.name": "Naam",
-    "manage.history": "Geschiedenis",
     "manage.confirm": "Afspraak bevestigen",
     "manage.confirmed_now": "Uw afspraak is bevestigd.",
     "manage.reschedule": "Ander uur kiezen",
@@ -113,6 +132,22 @@ const DICT = {
     "status.checked_in": "aangemeld",
     "status.no_show": "niet gekomen",
     "status.completed": "afgehandeld",
+    "history.booking-requested": "Aanvraag ontvangen",
+    "history.booking-held": "Uur vastgehouden, wacht op uw bevestiging",
+    "history.booking-confirmed": "Afspraak bevestigd",
+    "history.booking-rejected": "Dit uur was niet meer vrij",
+    "history.booking-expired": "Vervallen: niet op tijd bevestigd",
+    "history.booking-cancelled": "Afspraak geannuleerd",
+    "history.reschedule-requested": "Verplaatsing gevraagd",
+    "history.booking-rescheduled": "Verplaatst naar {to}",
+    "history.reschedule-rejected": "Verplaatsing niet mogelijk: het nieuwe uur was niet meer vrij",
+    "history.attendance-recorded": "Aanwezigheid geregistreerd",
+    "history.reservation-moved": "Ander loket toegewezen",
+    "history.reservation-withdrawn": "Uur ingetrokken door de stad",
+    "history.other": "Wijziging",
+    "history.entry": "{at}: {what}",
+    "history.with_reason": "{what}: {reason}",
+    "manage.history": "Geschiedenis (Brusselse tijd)",
     "auth.title": "Aanmelden",
     "auth.username": "Gebruikersnaam",
     "auth.password": "Wachtwoord",
@@ -139,6 +174,12 @@ const DICT = {
     "staff.refused": "Niet mogelijk voor {name}: {detail}",
     "staff.updated": "Agenda bijgewerkt om {time}.",
     "staff.desk": "Loket {desk}",
+    "staff.previous_day": "Vorige dag",
+    "staff.next_day": "Volgende dag",
+    "staff.phone": "Gsm",
+    "staff.reference": "Referentie",
+    "staff.reason_note": "De reden wordt naar de bewoner gestuurd.",
+    "staff.times_zone": "Alle uren in Brusselse tijd.",
     "ops.title": "Beheer",
     "ops.consumers": "Consumentengroepen en achterstand",
     "ops.group": "Groep",
@@ -220,9 +261,8 @@ const DICT = {
     "book.errors_title": "Please check these details",
     "book.confirmed_title": "Your appointment is confirmed",
     "book.confirmed": "{product} on {when} at {location}.",
-    "book.desk": "Desk: {desk}",
     "book.held_title": "Confirm your appointment by e-mail",
-    "book.held": "We are holding {when} for you. Click the link in the e-mail to confirm before {expires}.",
+    "book.held": "We are holding {when} for you until {expires}. Click the link in the e-mail before then to confirm your appointment; otherwise it lapses.",
     "book.requested_title": "Your request was received",
     "book.requested": "We are processing your request. You will get an e-mail once your appointment is set.",
     "book.manage_link": "View or change my appointment",
@@ -236,6 +276,27 @@ const DICT = {
     "book.waitlist_submit": "Put me on the waitlist",
     "book.waitlist_done": "You are on the waitlist. We will e-mail you when a time frees up.",
     "book.new": "Book another appointment",
+    "common.brussels_time": "Brussels time",
+    "book.needs_confirmation": "After booking, you confirm this appointment through the link in your e-mail.",
+    "book.reference": "Your reference",
+    "book.reference_hint": "Please quote this reference when you call or e-mail us.",
+    "book.address": "Address",
+    "book.email_sent": "We sent an e-mail to {email}.",
+    "book.info_title": "Good to know",
+    "book.info_centre": "This appointment is not for information. Do you have questions about a procedure or about documents? Then please contact the Migration Information Centre first.",
+    "book.by_email_title": "Without an appointment, by e-mail ({email})",
+    "book.by_email.long_stay": "Starting your long stay registration",
+    "book.by_email.card_switch": "Switching to an E+/F+ card or a C/D card",
+    "book.by_email.annex_35": "Extending your annex 35",
+    "book.by_email.annex_49": "An annex 49 (single permit)",
+    "book.by_email.return": "Reporting your return, with supporting documents (e.g. an entry stamp in your passport)",
+    "book.by_email.identity": "The documents for a change of your identity data",
+    "book.by_email.cgrs": "The papers of the CGRS, to have your data updated",
+    "book.pickup_rule": "You can only pick up your residence card at the location where you applied for it, once you have received the letter with the PIN and PUK codes.",
+    "manage.reference": "Reference",
+    "manage.hold_deadline": "Please confirm your appointment before {expires}; otherwise it lapses.",
+    "manage.other_location": "Location",
+    "manage.time": "Time",
     "book.link_product_unknown": "The service in your link does not exist (any more). Choose below what you want to arrange.",
     "book.link_location_unknown": "The location in your link does not (or no longer) offer this service. Choose a location below.",
     "book.link_date_invalid": "The date in your link is not valid. Choose a day below.",
@@ -256,7 +317,6 @@ const DICT = {
     "manage.location": "Location",
     "manage.when": "When",
     "manage.name": "Name",
-    "manage.history": "History",
     "manage.confirm": "Confirm appointment",
     "manage.confirmed_now": "Your appointment is confirmed.",
     "manage.reschedule": "Choose another time",
@@ -277,6 +337,22 @@ const DICT = {
     "status.checked_in": "checked in",
     "status.no_show": "no-show",
     "status.completed": "completed",
+    "history.booking-requested": "Request received",
+    "history.booking-held": "Time held, awaiting your confirmation",
+    "history.booking-confirmed": "Appointment confirmed",
+    "history.booking-rejected": "This time was no longer free",
+    "history.booking-expired": "Lapsed: not confirmed in time",
+    "history.booking-cancelled": "Appointment cancelled",
+    "history.reschedule-requested": "Move requested",
+    "history.booking-rescheduled": "Moved to {to}",
+    "history.reschedule-rejected": "Move not possible: the new time was no longer free",
+    "history.attendance-recorded": "Attendance recorded",
+    "history.reservation-moved": "Another desk assigned",
+    "history.reservation-withdrawn": "Time withdrawn by the city",
+    "history.other": "Change",
+    "history.entry": "{at}: {what}",
+    "history.with_reason": "{what}: {reason}",
+    "manage.history": "History (Brussels time)",
     "auth.title": "Sign in",
     "auth.username": "User name",
     "auth.password": "Password",
@@ -303,6 +379,12 @@ const DICT = {
     "staff.refused": "Not possible for {name}: {detail}",
     "staff.updated": "Agenda updated at {time}.",
     "staff.desk": "Desk {desk}",
+    "staff.previous_day": "Previous day",
+    "staff.next_day": "Next day",
+    "staff.phone": "Phone",
+    "staff.reference": "Reference",
+    "staff.reason_note": "The reason is sent to the resident.",
+    "staff.times_zone": "All times are Brussels time.",
     "ops.title": "Operations",
     "ops.consumers": "Consumer groups and lag",
     "ops.group": "Group",
@@ -384,9 +466,8 @@ const DICT = {
     "book.errors_title": "Veuillez vérifier ces données",
     "book.confirmed_title": "Votre rendez-vous est confirmé",
     "book.confirmed": "{product} le {when} à {location}.",
-    "book.desk": "Guichet : {desk}",
     "book.held_title": "Confirmez votre rendez-vous par e-mail",
-    "book.held": "Nous vous réservons {when}. Cliquez sur le lien de l'e-mail pour confirmer avant {expires}.",
+    "book.held": "Nous vous réservons {when} jusqu'au {expires}. Cliquez avant cette échéance sur le lien de l'e-mail pour confirmer votre rendez-vous ; sinon il expire.",
     "book.requested_title": "Votre demande a été reçue",
     "book.requested": "Nous traitons votre demande. Vous recevrez un e-mail dès que votre rendez-vous sera fixé.",
     "book.manage_link": "Voir ou modifier mon rendez-vous",
@@ -400,6 +481,27 @@ const DICT = {
     "book.waitlist_submit": "M'inscrire sur la liste d'attente",
     "book.waitlist_done": "Vous êtes sur la liste d'attente. Nous vous écrirons dès qu'une heure se libère.",
     "book.new": "Prendre un autre rendez-vous",
+    "common.brussels_time": "heure de Bruxelles",
+    "book.needs_confirmation": "Après la réservation, vous confirmez ce rendez-vous via le lien de votre e-mail.",
+    "book.reference": "Votre référence",
+    "book.reference_hint": "Veuillez mentionner cette référence si vous nous appelez ou nous écrivez.",
+    "book.address": "Adresse",
+    "book.email_sent": "Nous avons envoyé un e-mail à {email}.",
+    "book.info_title": "Bon à savoir",
+    "book.info_centre": "Ce rendez-vous n'est pas destiné à obtenir des informations. Vous avez des questions sur une procédure ou sur des documents ? Veuillez d'abord contacter le Point Info Migration.",
+    "book.by_email_title": "Sans rendez-vous, par e-mail ({email})",
+    "book.by_email.long_stay": "Commencer votre inscription de long séjour",
+    "book.by_email.card_switch": "Passer à une carte E+/F+ ou à une carte C/D",
+    "book.by_email.annex_35": "Prolonger votre annexe 35",
+    "book.by_email.annex_49": "Une annexe 49 (permis unique)",
+    "book.by_email.return": "Signaler votre retour, avec des pièces justificatives (p. ex. un cachet d'entrée dans votre passeport)",
+    "book.by_email.identity": "Les documents pour une modification de vos données d'identité",
+    "book.by_email.cgrs": "Les documents du CGRA, pour faire mettre à jour vos données",
+    "book.pickup_rule": "Vous ne pouvez retirer votre carte de séjour qu'à l'endroit où vous l'avez demandée, après avoir reçu la lettre avec les codes PIN et PUK.",
+    "manage.reference": "Référence",
+    "manage.hold_deadline": "Veuillez confirmer votre rendez-vous avant le {expires} ; sinon il expire.",
+    "manage.other_location": "Lieu",
+    "manage.time": "Heure",
     "book.link_product_unknown": "Le service de votre lien n'existe pas (ou plus). Choisissez ci-dessous ce que vous souhaitez faire.",
     "book.link_location_unknown": "Le lieu de votre lien ne propose pas (ou plus) ce service. Choisissez un lieu ci-dessous.",
     "book.link_date_invalid": "La date de votre lien n'est pas valable. Choisissez un jour ci-dessous.",
@@ -420,7 +522,6 @@ const DICT = {
     "manage.location": "Lieu",
     "manage.when": "Quand",
     "manage.name": "Nom",
-    "manage.history": "Historique",
     "manage.confirm": "Confirmer le rendez-vous",
     "manage.confirmed_now": "Votre rendez-vous est confirmé.",
     "manage.reschedule": "Choisir une autre heure",
@@ -441,6 +542,22 @@ const DICT = {
     "status.checked_in": "présent",
     "status.no_show": "absent",
     "status.completed": "terminé",
+    "history.booking-requested": "Demande reçue",
+    "history.booking-held": "Créneau réservé, en attente de votre confirmation",
+    "history.booking-confirmed": "Rendez-vous confirmé",
+    "history.booking-rejected": "Ce créneau n'était plus libre",
+    "history.booking-expired": "Expiré : pas confirmé à temps",
+    "history.booking-cancelled": "Rendez-vous annulé",
+    "history.reschedule-requested": "Déplacement demandé",
+    "history.booking-rescheduled": "Déplacé au {to}",
+    "history.reschedule-rejected": "Déplacement impossible : le nouveau créneau n'était plus libre",
+    "history.attendance-recorded": "Présence enregistrée",
+    "history.reservation-moved": "Autre guichet attribué",
+    "history.reservation-withdrawn": "Créneau retiré par la Ville",
+    "history.other": "Modification",
+    "history.entry": "{at} : {what}",
+    "history.with_reason": "{what} : {reason}",
+    "manage.history": "Historique (heure de Bruxelles)",
     "auth.title": "Se connecter",
     "auth.username": "Nom d'utilisateur",
     "auth.password": "Mot de passe",
@@ -467,6 +584,12 @@ const DICT = {
     "staff.refused": "Impossible pour {name} : {detail}",
     "staff.updated": "Agenda mis à jour à {time}.",
     "staff.desk": "Guichet {desk}",
+    "staff.previous_day": "Jour précédent",
+    "staff.next_day": "Jour suivant",
+    "staff.phone": "GSM",
+    "staff.reference": "Référence",
+    "staff.reason_note": "Le motif est envoyé au résident.",
+    "staff.times_zone": "Toutes les heures sont en heure de Bruxelles.",
     "ops.title": "Exploitation",
     "ops.consumers": "Groupes de consommateurs et retard",
     "ops.group": "Groupe",
@@ -505,6 +628,8 @@ const DICT = {
 const STORAGE_KEY = "loket.lang";
 let current = initialLanguage();
 
+// The language of the link (the e-mails carry the booking's `lang=`), then the one chosen earlier
+// with the switch, then the browser's first language we speak, then Dutch.
 function initialLanguage() {
   const fromUrl = new URLSearchParams(location.search).get("lang");
   if (fromUrl && DICT[fromUrl]) return fromUrl;
@@ -514,7 +639,10 @@ function initialLanguage() {
   } catch {
     /* storage may be disabled */
   }
-  return "nl";
+  const fromBrowser = (navigator.languages || [navigator.language] || [])
+    .map((tag) => String(tag || "").slice(0, 2).toLowerCase())
+    .find((code) => DICT[code]);
+  return fromBrowser || "nl";
 }
 
 export function lang() {
@@ -550,9 +678,13 @@ function locale() {
   return { nl: "nl-BE", en: "en-GB", fr: "fr-BE" }[current];
 }
 
-export function formatDateTime(iso) {
+/**
+ * A day and time in Brussels, labelled as Brussels time; with `end`, the end time follows the start
+ * ("… 09:00–09:45 (Brussels time)"); `zone: false` leaves the label to a heading that says it once.
+ */
+export function formatDateTime(iso, { end = null, zone = true } = {}) {
   if (!iso) return "";
-  return new Intl.DateTimeFormat(locale(), {
+  const text = new Intl.DateTimeFormat(locale(), {
     weekday: "long",
     day: "numeric",
     month: "long",
@@ -561,6 +693,8 @@ export function formatDateTime(iso) {
     minute: "2-digit",
     timeZone: TZ,
   }).format(new Date(iso));
+  const until = end ? `–${formatTime(end)}` : "";
+  return zone ? `${text}${until} (${t("common.brussels_time")})` : `${text}${until}`;
 }
 
 export function formatDay(isoOrDate) {

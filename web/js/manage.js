@@ -4,11 +4,21 @@ import { api, ApiError, getLocations, getProducts } from "./api.js";
 import { announce, clear, h } from "./dom.js";
 import { brusselsDay, formatDateTime, formatDay, formatTime, localized, t } from "./i18n.js";
 
+// The history in words: each event of the booking as the resident would say it. The city's reason
+// is shown where the city cancelled or withdrew the time (the resident's own cancellation needs none).
+function historyWords(entry) {
+  const key = `history.${entry.event}`;
+  const words = t(key, { to: entry.to ? formatDateTime(entry.to, { zone: false }) : "" });
+  const what = words === key ? t("history.other") : words;
+  const byTheCity = entry.event === "reservation-withdrawn" || (entry.event === "booking-cancelled" && entry.by === "staff");
+  const said = byTheCity && entry.reason ? t("history.with_reason", { what, reason: entry.reason }) : what;
+  return entry.at ? t("history.entry", { at: formatDateTime(entry.at, { zone: false }), what: said }) : said;
+}
+
 export async function renderManage(ctx) {
   const { main, params, query } = ctx;
   const id = decodeURIComponent(params[0]);
   const token = query.get("token") || "";
-  const wantsConfirm = query.get("confirm") === "1";
   const heading = h("h1", {}, t("manage.title"));
   const status = h("p", { class: "status-line", id: "manage-status", role: "status", "aria-live": "polite" });
   const body = h("div", { id: "manage" }, h("p", {}, t("common.loading")));
@@ -41,7 +51,8 @@ export async function renderManage(ctx) {
     const location = locations.find((l) => l.id === booking.location);
     const active = ["requested", "held", "confirmed"].includes(booking.status);
     const actions = h("div", { class: "actions" });
-    if (booking.status === "held" && wantsConfirm) {
+    // A held booking can be confirmed here, whether or not the link was the e-mail's confirm link.
+    if (booking.status === "held") {
       actions.append(h("button", { type: "button", id: "confirm-button", onclick: confirm }, t("manage.confirm")));
     }
     if (booking.start && booking.status !== "rejected") {
@@ -69,6 +80,7 @@ export async function renderManage(ctx) {
       h(
         "dl",
         { class: "facts" },
+        booking.reference ? [h("dt", {}, t("manage.reference")), h("dd", {}, h("strong", { id: "booking-reference", class: "reference" }, booking.reference))] : null,
         h("dt", {}, t("manage.status")),
         h("dd", {}, h("span", { class: `badge ${booking.status}`, id: "booking-status", dataset: { status: booking.status } }, t(`status.${booking.status}`))),
         h("dt", {}, t("manage.product")),
@@ -76,10 +88,13 @@ export async function renderManage(ctx) {
         h("dt", {}, t("manage.location")),
         h("dd", {}, location ? `${location.name}, ${location.address}` : booking.location),
         h("dt", {}, t("manage.when")),
-        h("dd", { id: "booking-when" }, formatDateTime(booking.start), booking.end ? `–${formatTime(booking.end)}` : ""),
+        h("dd", { id: "booking-when" }, formatDateTime(booking.start, { end: booking.end })),
         h("dt", {}, t("manage.name")),
         h("dd", {}, `${booking.person?.given_name ?? ""} ${booking.person?.family_name ?? ""}`),
       ),
+      booking.status === "held" && booking.hold_expires_at
+        ? h("p", { class: "notice warn", id: "hold-deadline" }, t("manage.hold_deadline", { expires: formatDateTime(booking.hold_expires_at) }))
+        : null,
       product && active ? h("p", {}, `${t("book.bring")}: ${(product.documents || []).map(localized).join(", ")}`) : null,
       actions,
       h("div", { id: "cancel-confirm", hidden: true }),
@@ -91,9 +106,7 @@ export async function renderManage(ctx) {
         h(
           "ol",
           {},
-          (booking.history || []).map((entry) =>
-            h("li", {}, `${entry.at ? formatDateTime(entry.at) : ""} ${entry.event}${entry.reason ? `: ${entry.reason}` : ""}`),
-          ),
+          (booking.history || []).map((entry) => h("li", {}, historyWords(entry))),
         ),
       ),
     );
@@ -174,11 +187,44 @@ export async function renderManage(ctx) {
         clear(box, h("p", {}, t("book.no_slots")));
         return;
       }
+      // A day picker over every free day, then that day's times: nothing is cut off.
+      const byDay = new Map();
+      for (const slot of slots) {
+        const day = brusselsDay(slot.start);
+        if (!byDay.has(day)) byDay.set(day, []);
+        byDay.get(day).push(slot);
+      }
+      let chosenDay = byDay.keys().next().value;
       const select = h(
         "select",
-        { id: "reschedule-select" },
-        slots.slice(0, 400).map((s) => h("option", { value: s.start }, `${formatDay(s.start)} ${formatTime(s.start)}`)),
+        { id: "reschedule-day", onchange: (e) => ((chosenDay = e.target.value), drawTimes()) },
+        [...byDay.keys()].map((day) => h("option", { value: day }, `${formatDay(day)} (${byDay.get(day).length})`)),
       );
+      const times = h("div", { id: "reschedule-times" });
+      function drawTimes() {
+        clear(
+          times,
+          h(
+            "fieldset",
+            {},
+            h("legend", {}, `${t("book.times")} (${t("common.brussels_time")}): ${formatDay(chosenDay)}`),
+            h(
+              "ul",
+              { class: "times" },
+              byDay.get(chosenDay).map((slot, i) =>
+                h(
+                  "li",
+                  { class: "choice" },
+                  h("input", { type: "radio", name: "reschedule-slot", id: `reschedule-slot-${i}`, value: slot.start, required: true, checked: i === 0 }),
+                  h("label", { for: `reschedule-slot-${i}` }, formatTime(slot.start)),
+                ),
+              ),
+            ),
+          ),
+        );
+      }
+      drawTimes();
+      const chosenStart = () => times.querySelector("input[name=reschedule-slot]:checked")?.value;
       clear(
         box,
         h(
@@ -191,7 +237,7 @@ export async function renderManage(ctx) {
                 const response = await api(`${path}/reschedule`, {
                   method: "POST",
                   ...auth,
-                  body: { start: select.value },
+                  body: { start: chosenStart() },
                   headers: { Prefer: "wait=5" },
                   accept: [409],
                 });
@@ -211,7 +257,8 @@ export async function renderManage(ctx) {
               }
             },
           },
-          h("div", { class: "field" }, h("label", { for: "reschedule-select" }, t("manage.reschedule")), select),
+          h("div", { class: "field" }, h("label", { for: "reschedule-day" }, t("book.day")), select),
+          times,
           h("button", { type: "submit", id: "reschedule-submit" }, t("manage.reschedule_submit")),
         ),
       );

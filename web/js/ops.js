@@ -173,7 +173,7 @@ function consoleView(area, saved, query, navigate, onCleanup) {
                 h("th", { scope: "col" }, "Id"),
                 h("th", { scope: "col" }, t("ops.origin")),
                 h("th", { scope: "col" }, t("ops.error")),
-                h("th", { scope: "col" }, t("ops.created")),
+                h("th", { scope: "col" }, `${t("ops.created")} (${t("common.brussels_time")})`),
                 h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, t("ops.replay"))),
               ),
             ),
@@ -200,7 +200,7 @@ function consoleView(area, saved, query, navigate, onCleanup) {
                       ? h("details", {}, h("summary", {}, "JSON"), h("pre", {}, JSON.stringify({ headers: d.headers, body: d.body }, null, 2)))
                       : null,
                   ),
-                  h("td", {}, formatDateTime(pick(d, "dead_lettered_at", "created_at"))),
+                  h("td", {}, formatDateTime(pick(d, "dead_lettered_at", "created_at"), { zone: false })),
                   h(
                     "td",
                     {},
@@ -319,7 +319,7 @@ function consoleView(area, saved, query, navigate, onCleanup) {
               h(
                 "tr",
                 {},
-                h("th", { scope: "col" }, t("ops.time")),
+                h("th", { scope: "col" }, `${t("ops.time")} (${t("common.brussels_time")})`),
                 h("th", { scope: "col" }, t("ops.type")),
                 h("th", { scope: "col" }, t("ops.source")),
                 h("th", { scope: "col" }, t("ops.topic")),
@@ -333,7 +333,7 @@ function consoleView(area, saved, query, navigate, onCleanup) {
                 h(
                   "tr",
                   {},
-                  h("td", {}, formatDateTime(pick(ev, "time", "at", "occurred_at", "recorded_at"))),
+                  h("td", {}, formatDateTime(pick(ev, "time", "at", "occurred_at", "recorded_at"), { zone: false })),
                   h("td", { class: "mono" }, pick(ev, "type", "event") ?? ""),
                   h("td", { class: "mono" }, pick(ev, "source", "service") ?? ""),
                   h("td", { class: "mono" }, ev.topic ? `${ev.topic}[${ev.partition ?? ""}]@${ev.offset ?? ""}` : ""),

@@ -56,6 +56,8 @@ const FIELDS = [
   { name: "contact.phone", type: "tel", label: "book.phone", hint: "book.phone_hint", autocomplete: "tel" },
 ];
 
+const needsBirthDate = (product) => !!product?.eligibility?.requires_birth_date;
+
 export const fieldId = (name) => `f-${name.replace(/\./g, "-")}`;
 
 // One Idempotency-Key per booking the resident means: kept while the same request is sent again
@@ -71,7 +73,7 @@ function keyFor(booking) {
 
 export async function renderBooking(ctx) {
   const { main } = ctx;
-  main.append(h("h1", {}, t("book.title")), h("p", {}, t("book.intro")));
+  main.append(h("h1", {}, t("book.title")), h("p", {}, t("book.intro")), cityNotes());
   const decision = h("div", { id: "decision", "aria-live": "polite" });
   const body = h("div", { id: "booking" });
   main.append(body, decision);
@@ -98,6 +100,29 @@ export async function renderBooking(ctx) {
     return;
   }
   buildForm(body, decision, products, ctx, link);
+}
+
+// What the city's page says before anyone books: the Migration Information Centre answers
+// questions, some matters go by e-mail without an appointment, and a card is picked up where it
+// was applied for.
+const CITY_EMAIL = "migratie@stad.gent";
+const BY_EMAIL = ["long_stay", "card_switch", "annex_35", "annex_49", "return", "identity", "cgrs"];
+
+function cityNotes() {
+  return h(
+    "aside",
+    { class: "notice", id: "city-notes", "aria-labelledby": "city-notes-title" },
+    h("h2", { id: "city-notes-title" }, t("book.info_title")),
+    h("p", { id: "info-centre" }, t("book.info_centre")),
+    h("p", { id: "pickup-rule" }, t("book.pickup_rule")),
+    h(
+      "details",
+      { id: "by-email" },
+      h("summary", {}, t("book.by_email_title", { email: CITY_EMAIL })),
+      h("ul", {}, BY_EMAIL.map((key) => h("li", {}, t(`book.by_email.${key}`)))),
+      h("p", {}, h("a", { href: `mailto:${CITY_EMAIL}` }, CITY_EMAIL)),
+    ),
+  );
 }
 
 function describe(exc) {
@@ -140,6 +165,7 @@ function buildForm(body, decision, products, ctx, link) {
               localized(p.description),
               h("br"),
               `${t("book.bring")}: ${docs || "–"} · ${t("book.fee")}: ${formatFee(p.fee_eur)} · ${t("book.duration")}: ${t("common.minutes", { n: p.duration_minutes })}`,
+              p.requires_confirmation ? [h("br"), h("strong", { class: "needs-confirmation" }, t("book.needs_confirmation"))] : null,
             ),
           ),
         );
@@ -158,14 +184,13 @@ function buildForm(body, decision, products, ctx, link) {
       FIELDS.map((f) => {
         const id = fieldId(f.name);
         const hintId = `${id}-hint`;
-        const label =
-          f.name === "person.birth_date" && products.find((p) => p.id === state.product)?.eligibility?.requires_birth_date
-            ? t("book.birth_date_child")
-            : t(f.label);
+        const childBirth = f.name === "person.birth_date" && needsBirthDate(products.find((p) => p.id === state.product));
+        const label = childBirth ? t("book.birth_date_child") : t(f.label);
+        const required = f.required || childBirth;
         return h(
           "div",
           { class: "field", id: `${id}-field` },
-          h("label", { for: id }, label, " ", h("span", { class: "hint", style: "display:inline" }, f.required ? t("book.required") : t("book.optional"))),
+          h("label", { for: id }, label, " ", h("span", { class: "hint required-mark", style: "display:inline" }, required ? t("book.required") : t("book.optional"))),
           f.hint ? h("span", { class: "hint", id: hintId }, t(f.hint)) : null,
           h("input", {
             id,
@@ -173,8 +198,8 @@ function buildForm(body, decision, products, ctx, link) {
             type: f.type,
             autocomplete: f.autocomplete || null,
             inputmode: f.inputmode || null,
-            required: !!f.required,
-            "aria-required": f.required ? "true" : null,
+            required: !!required,
+            "aria-required": required ? "true" : null,
             "aria-describedby": f.hint ? hintId : null,
             value: state.details[f.name] || "",
             oninput: (e) => {
@@ -211,10 +236,14 @@ function buildForm(body, decision, products, ctx, link) {
       state.slots = [];
     }
     const birth = document.querySelector(`label[for="${fieldId("person.birth_date")}"]`);
-    if (birth) {
-      birth.firstChild.textContent = productById(id)?.eligibility?.requires_birth_date
-        ? t("book.birth_date_child")
-        : t("book.birth_date");
+    const birthInput = document.getElementById(fieldId("person.birth_date"));
+    if (birth && birthInput) {
+      const childBirth = needsBirthDate(productById(id));
+      birth.firstChild.textContent = childBirth ? t("book.birth_date_child") : t("book.birth_date");
+      birth.querySelector(".required-mark").textContent = childBirth ? t("book.required") : t("book.optional");
+      birthInput.required = childBirth;
+      if (childBirth) birthInput.setAttribute("aria-required", "true");
+      else birthInput.removeAttribute("aria-required");
     }
     clear(locationSet, h("legend", {}, t("book.step.location")), h("p", { role: "status" }, t("common.loading")));
     clear(timeSet, h("legend", {}, t("book.step.time")), h("p", { class: "hint" }, t("book.choose_location_first")));
@@ -229,6 +258,7 @@ function buildForm(body, decision, products, ctx, link) {
     clear(
       locationSet,
       h("legend", {}, t("book.step.location")),
+      productById(id)?.eligibility?.same_location_as_application ? h("p", { class: "hint", id: "pickup-location-rule" }, t("book.pickup_rule")) : null,
       h(
         "ul",
         { class: "choices" },
@@ -376,7 +406,7 @@ function buildForm(body, decision, products, ctx, link) {
         h(
           "fieldset",
           { id: "times-fieldset" },
-          h("legend", {}, `${t("book.times")}: ${formatDay(state.day)}`),
+          h("legend", {}, `${t("book.times")} (${t("common.brussels_time")}): ${formatDay(state.day)}`),
           h(
             "ul",
             { class: "times" },
@@ -434,7 +464,7 @@ function buildForm(body, decision, products, ctx, link) {
   }
 
   /** Show each {field, message} next to its field, and a summary with links at the top. */
-  function showErrors(errors, fromApi = false) {
+  function showErrors(errors) {
     clearErrors();
     const items = [];
     for (const { field, message } of errors) {
@@ -451,8 +481,7 @@ function buildForm(body, decision, products, ctx, link) {
         container = set;
       }
       const errorId = `${target.id || field}-error`;
-      // Messages from the API are in English; say so to screen readers (3.1.2 language of parts).
-      const error = h("p", { class: "field-error", id: errorId, lang: fromApi && lang() !== "en" ? "en" : null }, message);
+      const error = h("p", { class: "field-error", id: errorId }, message);
       if (container === target.closest(".field")) target.before(error);
       else container.querySelector("legend").after(error);
       target.setAttribute("aria-invalid", "true");
@@ -492,7 +521,8 @@ function buildForm(body, decision, products, ctx, link) {
     if (!booking.product) missing.push({ field: "product", message: choose });
     else if (!booking.location) missing.push({ field: "location", message: choose });
     else if (!booking.start) missing.push({ field: "start", message: choose });
-    for (const f of FIELDS.filter((x) => x.required)) {
+    const product = productById(booking.product);
+    for (const f of FIELDS.filter((x) => x.required || (x.name === "person.birth_date" && needsBirthDate(product)))) {
       const [group, key] = f.name.split(".");
       if (!booking[group][key]) missing.push({ field: f.name, message: need });
     }
@@ -523,11 +553,11 @@ function buildForm(body, decision, products, ctx, link) {
       window.__lastBooking = response.body; // for tests and debugging: the API's answer
       if (response.status === 422) {
         clear(decision);
-        showErrors(response.body.errors || [{ field: "body", message: response.body.detail }], true);
+        showErrors(response.body.errors || [{ field: "body", message: response.body.detail }]);
       } else if (response.status === 409) {
         showAlternatives(response.body, booking);
       } else {
-        state.result = { ...response.body, product: booking.product, location: response.body.location || booking.location, start: response.body.start || booking.start };
+        state.result = { ...response.body, email: booking.contact.email, product: booking.product, location: response.body.location || booking.location, start: response.body.start || booking.start };
         showResult(decision, body, products, state.result, ctx);
       }
     } catch (exc) {
@@ -623,7 +653,8 @@ function showResult(decision, body, products, result, ctx) {
   const product = products.find((p) => p.id === result.product);
   const manage = `/manage/${encodeURIComponent(result.id)}?token=${encodeURIComponent(result.manage_token)}`;
   const ics = `/api/v1/bookings/${encodeURIComponent(result.id)}/calendar.ics?token=${encodeURIComponent(result.manage_token)}`;
-  const location = state.locations.find((l) => l.id === result.location)?.name || result.location;
+  const place = state.locations.find((l) => l.id === result.location);
+  const location = place?.name || result.location;
   const when = formatDateTime(result.start);
   let kind = "ok";
   let title;
@@ -634,12 +665,22 @@ function showResult(decision, body, products, result, ctx) {
   } else if (result.status === "held") {
     kind = "warn";
     title = t("book.held_title");
-    text = t("book.held", { when, expires: formatTime(result.hold_expires_at) });
+    text = t("book.held", { when, expires: formatDateTime(result.hold_expires_at) });
   } else {
     kind = "";
     title = t("book.requested_title");
     text = t("book.requested");
   }
+  // What the resident needs on the day and on the phone: the reference (not a desk id), what to
+  // bring, the fee, the address, and where the e-mail went.
+  const facts = h(
+    "dl",
+    { class: "facts", id: "decision-facts" },
+    result.reference ? [h("dt", {}, t("book.reference")), h("dd", {}, h("strong", { id: "booking-reference", class: "reference" }, result.reference), h("br"), h("span", { class: "hint" }, t("book.reference_hint")))] : null,
+    product ? [h("dt", {}, t("book.bring")), h("dd", { id: "decision-bring" }, (product.documents || []).map(localized).join(", ") || "–")] : null,
+    product ? [h("dt", {}, t("book.fee")), h("dd", { id: "decision-fee" }, formatFee(product.fee_eur))] : null,
+    place ? [h("dt", {}, t("book.address")), h("dd", { id: "decision-address" }, `${place.name}, ${place.address}`)] : null,
+  );
   const heading = h("h2", { tabindex: "-1", id: "decision-title" }, title);
   clear(
     decision,
@@ -648,7 +689,8 @@ function showResult(decision, body, products, result, ctx) {
       { class: `notice ${kind}`, id: "decision-card", dataset: { status: result.status, bookingId: result.id } },
       heading,
       h("p", {}, text),
-      result.desk && result.status === "confirmed" ? h("p", {}, t("book.desk", { desk: result.desk })) : null,
+      facts,
+      result.email ? h("p", { id: "decision-email" }, t("book.email_sent", { email: result.email })) : null,
       h(
         "div",
         { class: "actions" },

@@ -4,7 +4,10 @@
 import { api, getLocations, getProducts, session, streamEvents } from "./api.js";
 import { requireSession, whoAmI } from "./auth.js";
 import { announce, clear, h } from "./dom.js";
-import { brusselsDay, formatDay, formatTime, lang, localized, t } from "./i18n.js";
+import { brusselsDay, formatDay, formatTime, localized, t } from "./i18n.js";
+
+// The booking service's default (checkin_early_minutes): check-in opens 10 minutes before the start.
+const CHECKIN_EARLY_MS = 10 * 60 * 1000;
 
 export async function renderStaff(ctx) {
   const { main, query, navigate, onCleanup } = ctx;
@@ -54,13 +57,25 @@ async function agenda(area, saved, query, navigate, onCleanup) {
       h("div", { class: "field" }, h("label", { for: "agenda-location" }, t("staff.location")), locSelect),
       h("div", { class: "field" }, h("label", { for: "agenda-date" }, t("staff.date")), dateInput),
       h("button", { type: "submit", id: "agenda-show" }, t("staff.show")),
+      h("button", { type: "button", class: "secondary", id: "agenda-previous", onclick: () => moveDay(-1) }, t("staff.previous_day")),
+      h("button", { type: "button", class: "secondary", id: "agenda-next", onclick: () => moveDay(1) }, t("staff.next_day")),
       h("button", { type: "button", class: "secondary", id: "agenda-print", onclick: () => window.print() }, t("staff.print")),
       live,
     ),
     status,
     printTitle,
+    h("p", { class: "hint no-print", id: "agenda-zone" }, t("staff.times_zone")),
     grid,
   );
+
+  function moveDay(days) {
+    const date = new Date(`${day}T12:00:00Z`);
+    date.setUTCDate(date.getUTCDate() + days);
+    day = date.toISOString().slice(0, 10);
+    dateInput.value = day;
+    history.replaceState(null, "", `/staff?location=${encodeURIComponent(locationId)}&date=${day}`);
+    load();
+  }
 
   const productName = (id) => localized(products.find((p) => p.id === id)?.name) || id;
   let token = saved.token;
@@ -82,7 +97,7 @@ async function agenda(area, saved, query, navigate, onCleanup) {
 
   function draw(data) {
     const locName = choices.find((l) => l.id === locationId)?.name || locationId;
-    printTitle.textContent = `${locName} – ${formatDay(day)}`;
+    printTitle.textContent = `${locName} – ${formatDay(day)} · ${t("staff.times_zone")}`;
     clear(
       grid,
       data.desks.map((desk) =>
@@ -114,7 +129,11 @@ async function agenda(area, saved, query, navigate, onCleanup) {
         { type: "button", class: `${cls} small`, dataset: { action: path }, "aria-describedby": msgId, onclick: () => run(a, name, path) },
         label,
       );
-    if (a.status === "confirmed") actions.push(act(t("staff.checkin"), "check-in", ""), act(t("staff.noshow"), "no-show"));
+    // Offered only when the API would accept them: check-in from CHECKIN_EARLY_MS before the
+    // start, no-show once the start has passed.
+    const startsAt = new Date(a.start).getTime();
+    if (a.status === "confirmed" && Date.now() >= startsAt - CHECKIN_EARLY_MS) actions.push(act(t("staff.checkin"), "check-in", ""));
+    if (a.status === "confirmed" && Date.now() >= startsAt) actions.push(act(t("staff.noshow"), "no-show"));
     if (a.status === "checked_in") actions.push(act(t("staff.complete"), "complete", ""));
     if (["confirmed", "held", "requested"].includes(a.status)) {
       actions.push(
@@ -156,7 +175,8 @@ async function agenda(area, saved, query, navigate, onCleanup) {
               },
             },
             h("label", { for: reasonId }, t("staff.reason")),
-            h("input", { type: "text", id: reasonId, required: true, maxlength: 300 }),
+            h("span", { class: "hint", id: `${reasonId}-note` }, t("staff.reason_note")),
+            h("input", { type: "text", id: reasonId, required: true, maxlength: 300, "aria-describedby": `${reasonId}-note` }),
             h("div", { class: "actions" }, h("button", { type: "submit", class: "danger small" }, t("staff.cancel_submit"))),
           )
         : null;
@@ -170,7 +190,7 @@ async function agenda(area, saved, query, navigate, onCleanup) {
       h("span", { class: "what" }, productName(a.product)),
       actions.length ? h("div", { class: "actions" }, actions) : null,
       cancelForm,
-      h("p", { class: "appt-msg", id: msgId, lang: messages.has(a.booking) && lang() !== "en" ? "en" : null }, messages.get(a.booking) || ""),
+      h("p", { class: "appt-msg", id: msgId }, messages.get(a.booking) || ""),
     );
   }
 

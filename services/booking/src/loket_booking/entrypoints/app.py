@@ -27,6 +27,7 @@ from loket_booking.application.service import (
 )
 from loket_booking.application.stranded import stranded_handlers
 from loket_booking.domain.booking import STATUS_SAID, Booking
+from loket_booking.domain.reference import reference_of
 from loket_booking.domain.rules import RuleViolation
 from loket_contracts import events as ev
 from loket_contracts.ids import new_event_id
@@ -180,6 +181,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
     def view_of(booking: Booking, row: asyncpg.Record) -> dict[str, Any]:
         return {
             "id": booking.id,
+            "reference": reference_of(booking.id),
             "status": booking.status,
             "product": booking.product_id,
             "location": booking.location_id,
@@ -354,7 +356,13 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             headers["Preference-Applied"] = f"wait={wait:g}"
         if booking is None or booking.status == "requested":
             return JSONResponse(
-                {"id": booking_id, "status": "requested", "manage_token": token, "links": links(booking_id)},
+                {
+                    "id": booking_id,
+                    "reference": reference_of(booking_id),
+                    "status": "requested",
+                    "manage_token": token,
+                    "links": links(booking_id),
+                },
                 status_code=202,
                 headers=headers,
             )
@@ -372,6 +380,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         return JSONResponse(
             {
                 "id": booking.id,
+                "reference": reference_of(booking.id),
                 "status": booking.status,
                 "start": brussels(booking.start),
                 "end": brussels(booking.end),
