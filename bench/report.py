@@ -122,16 +122,31 @@ def tables(res: dict[str, Any]) -> str:
         out += [
             "",
             "| availability (residence-card, all locations, 60 days) | req/s | p50 / p95 / p99 / max ms | status "
-            "| slots in answer | bytes read per answer | client CPU % | gateway / calendar CPU % |",
+            "| slots (or days) in answer | bytes read per answer | client CPU % | gateway / calendar CPU % |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for how, r in runs["availability"].items():
             cpu = r.get("processes", {}).get("cpu_pct", {})
+            listed = r["slots_in_answer"] if "slots_in_answer" in r else f"{r.get('days_in_answer')} days"
             out.append(
-                f"| {how}, 50 concurrent | {r['rps']} | {_lat(r)} | {r['status']} | {r['slots_in_answer']} "
+                f"| {how}, 50 concurrent | {r['rps']} | {_lat(r)} | {r['status']} | {listed} "
                 f"| {r.get('bytes_read_per_answer', r.get('answer_bytes'))} | {r['client_cpu_pct']} "
                 f"| {cpu.get('gateway')} / {cpu.get('calendar')} |"
             )
+    if "agenda_under_flood" in runs:
+        r = runs["agenda_under_flood"]
+        flood, agenda, cpu = r["flood"], r["agenda"], r.get("processes", {}).get("cpu_pct", {})
+        out += [
+            "",
+            f"| staff agenda ({agenda['location']}, {agenda['date']}, {agenda['appointments']} appointments), "
+            "one client, through the gateway | p50 / p95 / p99 / max ms | status |",
+            "|---|---|---|",
+            f"| alone | {_lat(r['agenda_alone'])} | {r['agenda_alone']['status']} |",
+            f"| while {flood['clients']} clients read 92 days of availability ({flood['rps']} req/s, p99 "
+            f"{flood['latency_ms'].get('p99')} ms; gateway / calendar CPU "
+            f"{cpu.get('gateway')} / {cpu.get('calendar')} %) "
+            f"| {_lat(r['agenda_during_flood'])} | {r['agenda_during_flood']['status']} |",
+        ]
     if "rebuild" in runs:
         r = runs["rebuild"]
         if "skipped" in r:

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Literal, get_args
 
 import asyncpg
 import orjson
@@ -47,7 +48,12 @@ class _Entry:
     starts: list[FreeStart]
 
 
-AnswerKey = tuple[str, str | None, str, str]  # (product, location or None for all, from, to) as in the query
+# (product, location or None for all, from, to, view) as in the query
+AnswerKey = tuple[str, str | None, str, str, str]
+# What an answer lists: every free start ("slots", the default), or per day how many ("days"): a
+# few KB a browser can show at once, whose day then asks for its slots (from = to = that day).
+View = Literal["slots", "days"]
+VIEWS: tuple[str, ...] = get_args(View)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,23 @@ YIELD_EVERY = 24  # (location, day) computations between two turns of the event 
 REFRESH_AFTER = 0.5  # of answer_ttl: a kept answer is recomputed in the background from then on
 GZIP_LEVEL = 6  # 911 KB -> 39 KB in ~6 ms (off the event loop)
 GZIP_LEVEL_CHURN = 1  # -> 66 KB in ~1.5 ms, when the previous answer was replaced by a change before its TTL ran out
+
+
+async def _slots(
+    free: dict[tuple[str, date], list[FreeStart]], days: list[date], location: str | None, locations: list[str]
+) -> list[dict[str, str]]:
+    slots: list[dict[str, str]] = []
+    for n, day in enumerate(days, 1):
+        for loc in locations:
+            for s in free[(loc, day)]:
+                slots.append(
+                    {"start": s.start_text, "end": s.end_text}
+                    if location
+                    else {"start": s.start_text, "end": s.end_text, "location": loc}
+                )
+        if n % 8 == 0:
+            await asyncio.sleep(0)  # thousands of slots: let the requests already answered go out
+    return slots  # serialised directly: thousands of slots need no second validation pass
 
 
 def _pack(body: bytes, level: int) -> tuple[bytes, str]:
@@ -118,9 +141,14 @@ class AvailabilityCache:
         first: date,
         last: date,
         now: datetime,
+        view: str = "slots",
     ) -> Answer:
-        """`{product, location, slots: [{start, end, location?}]}` for the days first..last, as of `now`."""
-        key: AnswerKey = (product_id, location, first.isoformat(), last.isoformat())
+        """For the days first..last, as of `now`: with view "slots",
+        `{product, location, slots: [{start, end, location?}]}`; with view "days",
+        `{product, location, days: [{date, free, locations?: {location: free}}]}`, every day of the
+        range, `free` the number of free starts that day (`locations`, when `location` is None,
+        only those with some)."""
+        key: AnswerKey = (product_id, location, first.isoformat(), last.isoformat(), view)
         found = self.fresh_answer(key)
         if found is not None:
             return found
@@ -163,22 +191,22 @@ class AvailabilityCache:
         now: datetime,
     ) -> Answer:
         made_at = time.monotonic()
-        product_id, location = key[0], key[1]
+        product_id, location, view = key[0], key[1], key[4]
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         free = await self.free(conn, product_id, locations, days, now)
-        slots: list[dict[str, str]] = []
-        for n, day in enumerate(days, 1):
-            for loc in locations:
-                for s in free[(loc, day)]:
-                    slots.append(
-                        {"start": s.start_text, "end": s.end_text}
-                        if location
-                        else {"start": s.start_text, "end": s.end_text, "location": loc}
-                    )
-            if n % 8 == 0:
-                await asyncio.sleep(0)  # thousands of slots: let the requests already answered go out
-        # Serialised directly: thousands of slots need no second validation pass.
-        body = orjson.dumps({"product": product_id, "location": location, "slots": slots})
+        if view == "days":
+            listed: list[dict[str, object]] = []
+            for day in days:
+                counts = {loc: len(free[(loc, day)]) for loc in locations}
+                entry: dict[str, object] = {"date": day.isoformat(), "free": sum(counts.values())}
+                if location is None:
+                    entry["locations"] = {loc: n for loc, n in counts.items() if n}
+                listed.append(entry)
+            body = orjson.dumps({"product": product_id, "location": location, "days": listed})
+        else:
+            body = orjson.dumps(
+                {"product": product_id, "location": location, "slots": await _slots(free, days, location, locations)}
+            )
         previous = self._answers.get(key)
         churn = previous is not None and previous.versions != versions  # a change, not the clock, replaced it
         level = GZIP_LEVEL_CHURN if churn else GZIP_LEVEL
