@@ -285,9 +285,10 @@ def availability(
     return out
 
 
-def _flood(url: str, clients: int, days: int, stop: Any, results: Any) -> None:
+def _flood(url: str, clients: int, days: int, ready: Any, stop: Any, results: Any) -> None:
     """In a process of its own (the probe's timings must not wait behind the flood's client work):
-    `clients` closed-loop clients asking the same availability until `stop` is set, gzip not inflated."""
+    `clients` closed-loop clients asking the same availability until `stop` is set, gzip not inflated.
+    `ready` is set once every client has had an answer (only those after it are counted)."""
 
     async def run() -> dict[str, Any]:
         params = availability_query(days)
@@ -296,18 +297,30 @@ def _flood(url: str, clients: int, days: int, stop: Any, results: Any) -> None:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=clients), auto_decompress=False, timeout=aiohttp.ClientTimeout(60)
         ) as s:
+            started: list[float] = []
+            waiting = asyncio.Barrier(clients + 1)
 
             async def client() -> None:
+                first = True
                 while not stop.is_set():
                     t = time.perf_counter()
                     async with s.get(url + "/api/v1/availability", params=params) as r:
                         await r.read()
-                        status[str(r.status)] = status.get(str(r.status), 0) + 1
-                    lat.append(time.perf_counter() - t)
+                        if not first:
+                            status[str(r.status)] = status.get(str(r.status), 0) + 1
+                    if first:
+                        await waiting.wait()
+                        first = False
+                    else:
+                        lat.append(time.perf_counter() - t)
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(clients)))
-            wall = time.perf_counter() - t0
+            async def start() -> None:
+                await waiting.wait()
+                started.append(time.perf_counter())
+                ready.set()
+
+            await asyncio.gather(start(), *(client() for _ in range(clients)))
+            wall = time.perf_counter() - started[0]
         return {
             "requests": len(lat),
             "rps": round(len(lat) / wall, 1),
@@ -366,11 +379,12 @@ def agenda_under_flood(
     pids = loket.pids()
     groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
     context = multiprocessing.get_context("spawn")
-    results, stop = context.Queue(), context.Event()
-    flood = context.Process(target=_flood, args=(loket.url, flood_clients, days, stop, results), daemon=True)
+    results, ready, stop = context.Queue(), context.Event(), context.Event()
+    flood = context.Process(target=_flood, args=(loket.url, flood_clients, days, ready, stop, results), daemon=True)
     flood.start()
     try:
-        time.sleep(3)  # every flood client connected, the answer made and kept
+        if not ready.wait(120):  # every flood client connected and answered
+            raise RuntimeError("the availability flood did not start")
         with Watch(groups) as watch:
             during = probe(probes)
         stop.set()

@@ -16,6 +16,7 @@ from loket_calendar.application import availability
 from loket_calendar.application.availability import AvailabilityCache
 from loket_calendar.domain.schedule import Booked, Interval
 from loket_calendar.entrypoints.app import accepts_gzip, answer_key, etag_matches, render_answer
+from loket_runtime import clock
 from loket_runtime.catalogue import BRUSSELS
 from tests.unit.calendar.model import make_view
 
@@ -31,13 +32,16 @@ class FakeStore:
         self.calls = 0
         self.gate: asyncio.Event | None = None
         self.taken: list[Booked] = []
+        self.frees_at: dict[str, datetime] = {}
 
-    async def taken_in_range(self, conn: Any, locations: list[str], *args: Any) -> dict[str, list[Booked]]:
+    async def taken_in_range(
+        self, conn: Any, locations: list[str], *args: Any
+    ) -> tuple[dict[str, list[Booked]], dict[str, datetime]]:
         self.calls += 1
         await asyncio.sleep(0.01)  # a real query takes a while: the others arrive meanwhile
         if self.gate is not None:
             await self.gate.wait()
-        return {"loc": list(self.taken)}
+        return {"loc": list(self.taken)}, dict(self.frees_at)
 
 
 @pytest.fixture
@@ -131,6 +135,21 @@ async def test_the_days_view_counts_the_free_starts_of_each_day(fake: FakeStore,
     ]
     assert slots[0]["start"] not in {s["start"] for s in still_free}
     assert changed["days"][0]["free"] == len(still_free) < doc["days"][0]["free"]
+
+
+async def test_free_starts_are_computed_again_when_a_hold_runs_out(fake: FakeStore) -> None:
+    """No change is announced when a hold runs out (the timer frees it later): the starts it took
+    are kept only until then, however long the cache's TTL."""
+    cache = AvailabilityCache(make_view(), ttl_seconds=3600)
+    runs_out = datetime(2026, 9, 7, 12, 0, tzinfo=UTC)
+    fake.frees_at = {"loc": runs_out}
+    with clock.shifted(runs_out - timedelta(minutes=1)):
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        assert fake.calls == 1
+    with clock.shifted(runs_out):
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        assert fake.calls == 2
 
 
 async def test_an_answer_lives_until_a_change_or_its_ttl(fake: FakeStore) -> None:

@@ -3,9 +3,11 @@
 A release storm and the public availability API ask the same questions thousands of times a
 second: "what is free on this day at these locations?". The answer only changes when a
 reservation at the location changes, so it is cached per (location, product, day) and dropped
-when the allocator changes that location (`invalidate`), or after `ttl` seconds at most (for
-changes made by another calendar instance, and for held-back slots coming back). The booking
-window moves with the clock, so it is applied when an entry is read, never stored.
+when an allocator changes that location (`invalidate`, in this process or announced by NOTIFY),
+at the first instant something it counted as taken frees itself (a hold runs out, a held-back
+desk-time is offered again), or after `ttl` seconds at most (a safety net). The booking window
+moves with the clock, so it is applied when an entry is read, never stored. A flood of the same
+long query thus costs one computation, and then only the writing of kept bytes.
 
 Whole answers (`answer`) are kept too, serialised and gzip-compressed once, with a validator
 (ETag) taken from their bytes: the API then only writes bytes. An answer is served while every
@@ -46,6 +48,7 @@ class _Entry:
     version: tuple[int, int]  # (catalogue generation, location version) when computed
     computed_at: float
     starts: list[FreeStart]
+    frees_at: datetime | None  # a hold runs out or a held-back desk-time comes back: stale from then
 
 
 # (product, location or None for all, from, to, view) as in the query
@@ -246,14 +249,19 @@ class AvailabilityCache:
         now: datetime,
     ) -> dict[tuple[str, date], list[FreeStart]]:
         """Free starts inside the booking window as of `now`, per (location, day)."""
-        computed_at = time.monotonic()
+        computed_at, wall = time.monotonic(), clock.now()
         found: dict[tuple[str, date], list[FreeStart]] = {}  # taken now: a clear() meanwhile cannot lose them
         missing: dict[str, list[date]] = defaultdict(list)
         for loc in locations:
             version = (self.view.generation, self._versions[loc])
             for day in days:
                 entry = self._entries.get((loc, product_id, day))
-                if entry is None or entry.version != version or computed_at - entry.computed_at > self.ttl:
+                if (
+                    entry is None
+                    or entry.version != version
+                    or computed_at - entry.computed_at > self.ttl
+                    or (entry.frees_at is not None and wall >= entry.frees_at)
+                ):
                     missing[loc].append(day)
                 else:
                     found[(loc, day)] = entry.starts
@@ -286,7 +294,7 @@ class AvailabilityCache:
         first = min(min(days) for days in missing.values())
         last = max(max(days) for days in missing.values())
         versions = {loc: (self.view.generation, self._versions[loc]) for loc in missing}
-        taken = await store.taken_in_range(
+        taken, frees_at = await store.taken_in_range(
             conn, list(missing), local(first, "00:00"), local(last + timedelta(days=1), "00:00"), clock.now()
         )
         computed: dict[tuple[str, date], list[FreeStart]] = {}
@@ -297,7 +305,7 @@ class AvailabilityCache:
                     for i in free_starts(self.view, loc, product_id, day, taken.get(loc, []), None)
                 ]
                 # The version read before the query: a change during it makes the entry stale at once.
-                self._entries[(loc, product_id, day)] = _Entry(versions[loc], at, starts)
+                self._entries[(loc, product_id, day)] = _Entry(versions[loc], at, starts, frees_at.get(loc))
                 computed[(loc, day)] = starts
                 if len(computed) % YIELD_EVERY == 0:
                     # Hundreds of days (availability over every location): the event loop is not held

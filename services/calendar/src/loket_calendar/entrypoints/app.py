@@ -59,6 +59,7 @@ class CalendarSettings(ServiceSettings):
     # Without a backlog a batch is whatever arrived meanwhile, so this adds no latency then.
     allocator_batch_size: int = 2000
     allocator_cache_seconds: float = 30
+    availability_cache_seconds: float = 30
     # Shared with the catalogue, which asks `POST /internal/strandings` before a change.
     internal_token: str = "local-internal-token"
 
@@ -231,11 +232,11 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     view = CatalogueView()
     roles = settings.role_set()
     policy = AllocatorPolicy(release_holdback=timedelta(seconds=settings.release_holdback_seconds))
-    # A process that only decides uses its cache for rejections' alternatives alone. Changes by
-    # any allocator reach it by NOTIFY, so its entries may live longer; a slot coming back from
-    # a hold-back is offered as an alternative up to that much later (never sooner).
-    cache = AvailabilityCache(view, ttl_seconds=settings.allocator_cache_seconds) if roles == {"allocator"} else None
-    allocator = Allocator(view, policy, cache)
+    # Changes by any allocator reach every process by NOTIFY, and a hold running out or a held-back
+    # desk-time coming back makes the free starts it touches stale at that instant: the TTL is a
+    # safety net. A process that only decides uses the cache for rejections' alternatives alone.
+    cache_seconds = settings.allocator_cache_seconds if roles == {"allocator"} else settings.availability_cache_seconds
+    allocator = Allocator(view, policy, AvailabilityCache(view, ttl_seconds=cache_seconds))
     agenda = AgendaProjection()
     listeners: set[asyncio.Queue[str]] = set()
 
