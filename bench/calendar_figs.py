@@ -89,6 +89,16 @@ async def produce(bootstrap: str, location: str, starts: list[dict[str, str]], n
     return metas[0].partition, metas[0].offset, metas[-1].offset + 1
 
 
+def batch_seconds(url: str) -> float:
+    """The allocator's time spent applying batches so far (its `loket_consumer_batch_seconds`)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("loket_consumer_batch_seconds_sum") and 'group="calendar-allocator"' in line
+    )
+
+
 async def poll_offset(dsn: str, partition: int, first: int, end: int, timeout: float) -> dict[str, Any]:
     """Follow calendar-allocator's committed offset in PostgreSQL until it reaches `end`."""
     conn = await asyncpg.connect(dsn)
@@ -142,8 +152,12 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
         **({"calendar-projections": pids["calendar"]} if "calendar-allocator" in pids else {}),
         **({"postgres": pg} if pg else {}),
     }
+    allocator_url = f"http://127.0.0.1:{loket.config.calendar_allocator}" if "calendar-allocator" in pids else None
+    in_batches = batch_seconds(allocator_url) if allocator_url else None
     with Watch(groups, with_children={"postgres"}) as watch:
         polled = asyncio.run(poll_offset(dsn, partition, first, end, timeout))
+    if allocator_url and in_batches is not None:
+        in_batches = round(batch_seconds(allocator_url) - in_batches, 2)
     total_s = ready_s + polled["elapsed"]
     samples = polled["samples"]
     done = samples[-1][1] if samples else first
@@ -177,6 +191,8 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
         "decisions_per_s_after_ready": round((done - first) / polled["elapsed"], 1) if polled["elapsed"] else None,
         "decisions_per_s_steady": round(steady, 1) if steady else None,
         "batches_seen": len(samples),
+        # the allocator's time inside its batches (the rest: fetching from Kafka, waiting for a core)
+        "seconds_in_batches": in_batches,
         # (seconds after the calendar was ready, decisions committed so far), one per batch seen
         "commits": [(round(t, 3), off - first) for t, off in samples],
         **asyncio.run(outcomes()),

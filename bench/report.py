@@ -105,8 +105,8 @@ def tables(res: dict[str, Any]) -> str:
         out += [
             "",
             "| allocator run | requests | reserved / rejected | decisions/s steady | after ready | incl. start-up "
-            "| allocator CPU % | projections CPU % | postgres CPU % |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| allocator CPU % | projections CPU % | postgres CPU % | in batches / wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for a in alloc:
             # "calendar" is the allocator's process; "calendar-projections" the calendar beside it
@@ -116,7 +116,8 @@ def tables(res: dict[str, Any]) -> str:
                 f"| {a['label']} ({a['distinct_starts']} starts) | {a['requests']} | {a['reserved']} / {a['rejected']} "
                 f"| {a['decisions_per_s_steady']} | {a['decisions_per_s_after_ready']} "
                 f"| {a['decisions_per_s_including_startup']} | {cpu.get('calendar')} "
-                f"| {cpu.get('calendar-projections', '')} | {cpu.get('postgres')} |"
+                f"| {cpu.get('calendar-projections', '')} | {cpu.get('postgres')} "
+                f"| {a.get('seconds_in_batches', '')} / {a.get('drain_s_after_ready')} |"
             )
     if "availability" in runs:
         out += [

@@ -12,7 +12,9 @@ long query thus costs one computation, and then only the writing of kept bytes.
 Whole answers (`answer`) are kept too, serialised and gzip-compressed once, with a validator
 (ETag) taken from their bytes: the API then only writes bytes. An answer is served while every
 location it covers keeps the version it was computed at (the allocator's `invalidate` moves it
-on each decision) and for `answer_ttl` seconds at most. Requests that miss together share one
+on each decision), until the clock alone would change it (a start passes the booking window's
+notice, a day enters the window, a hold runs out: `_lifetime`), and for `answer_ttl` seconds at
+most (renewed in the background from half of it). Requests that miss together share one
 computation, but only with a computation that started after the last change they depend on.
 """
 
@@ -67,6 +69,7 @@ class Answer:
     locations: tuple[str, ...]
     versions: tuple[int, ...]  # read before the data: a change meanwhile makes it stale at once
     made_at: float  # time.monotonic() before the data was read
+    stale_at: float  # time.monotonic() when it may differ without a change being announced (`_lifetime`)
     body: bytes
     gzip: bytes
     etag: str  # weak: the gzip and the plain answer are the same content
@@ -103,10 +106,12 @@ def _pack(body: bytes, level: int) -> tuple[bytes, str]:
 
 
 class AvailabilityCache:
-    def __init__(self, view: CatalogueView, ttl_seconds: float = 2.0, answer_ttl_seconds: float = 1.0) -> None:
+    def __init__(self, view: CatalogueView, ttl_seconds: float = 2.0, answer_ttl_seconds: float | None = None) -> None:
+        """`ttl_seconds` bounds how long free starts are kept, `answer_ttl_seconds` (by default the
+        same) how long a whole answer is: both only as a safety net, see the module."""
         self.view = view
         self.ttl = ttl_seconds
-        self.answer_ttl = answer_ttl_seconds
+        self.answer_ttl = ttl_seconds if answer_ttl_seconds is None else answer_ttl_seconds
         self._versions: dict[str, int] = defaultdict(int)
         self._entries: dict[tuple[str, str, date], _Entry] = {}
         # Whole answers: in a release storm thousands ask the very same question.
@@ -125,9 +130,10 @@ class AvailabilityCache:
         found = self._answers.get(key)
         if found is None or found.versions != self.versions(found.locations):
             return None
-        age = time.monotonic() - found.made_at
-        if age > self.answer_ttl:
+        at = time.monotonic()
+        if at >= found.stale_at:
             return None
+        age = at - found.made_at
         if age > self.answer_ttl * REFRESH_AFTER and (key, found.versions) not in self._building:
             source = self._sources.get(key)
             if source is not None:
@@ -217,7 +223,8 @@ class AvailabilityCache:
             packed, etag = await asyncio.to_thread(_pack, body, level)
         else:
             packed, etag = _pack(body, level)
-        answer = Answer(key, tuple(locations), versions, made_at, body, packed, etag)
+        stale_at = made_at + self._lifetime(product_id, locations, days, free, now)
+        answer = Answer(key, tuple(locations), versions, made_at, stale_at, body, packed, etag)
         self.answers_built += 1
         if versions == self.versions(locations):  # else it is stale already: the waiters get it, nobody keeps it
             if len(self._answers) > 2_000:
@@ -226,6 +233,33 @@ class AvailabilityCache:
             self._answers[key] = answer
             self._sources[key] = (conn, first, last)
         return answer
+
+    def _lifetime(
+        self,
+        product_id: str,
+        locations: list[str],
+        days: list[date],
+        free: dict[tuple[str, date], list[FreeStart]],
+        now: datetime,
+    ) -> float:
+        """Seconds from `now` for which an answer made of `free` stays what a new computation would
+        give, unless a change is announced: until its first start passes the booking window's
+        notice, a new day enters the window (local midnight), or something counted as taken frees
+        itself (`_Entry.frees_at`); `answer_ttl` at most."""
+        until = local(local_day(now) + timedelta(days=1), "00:00")
+        product = self.view.products.get(product_id)
+        notice = timedelta(hours=product.min_notice_hours if product else 0)
+        for starts in free.values():
+            if starts and starts[0].interval.start - notice < until:
+                until = starts[0].interval.start - notice
+        seconds = (until - now).total_seconds()
+        wall = clock.now()
+        for loc in locations:
+            for day in days:
+                entry = self._entries.get((loc, product_id, day))
+                if entry is not None and entry.frees_at is not None:
+                    seconds = min(seconds, (entry.frees_at - wall).total_seconds())
+        return max(0.0, min(seconds, self.answer_ttl))
 
     def versions(self, locations: Sequence[str]) -> tuple[int, ...]:
         """What an answer about these locations depends on: the catalogue and each location's changes."""
