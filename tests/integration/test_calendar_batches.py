@@ -238,6 +238,11 @@ async def run_both(dsn: str, events: list[ev.Event], cuts: list[int], holdback: 
         await pool.close()
 
 
+EXAMPLES = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+
+
 @pytest.fixture(scope="session")
 async def batches_db(infra: RunningStack) -> AsyncIterator[str]:
     infra.stack.postgres.create_databases(["loket_calendar_batches"])
@@ -246,9 +251,7 @@ async def batches_db(infra: RunningStack) -> AsyncIterator[str]:
     yield dsn
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-)
+@EXAMPLES
 @given(
     st.lists(step, min_size=1, max_size=70),
     st.lists(st.integers(1, 40), max_size=6),
@@ -260,9 +263,7 @@ def test_a_batch_decided_in_memory_equals_one_decided_step_by_step(
     assert_same_outcome(*asyncio.run(run_both(batches_db, events_of(steps), cuts, holdback)))
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-)
+@EXAMPLES
 @given(
     st.lists(hot_step, min_size=1, max_size=80),
     st.lists(st.integers(1, 40), max_size=4),

@@ -117,18 +117,7 @@ class SqlReservations:
         return [Reservation.of_row(r) for r in await store.take_expired_holds(self.conn, now, location_id)]
 
     async def insert(self, reservation: Reservation) -> bool:
-        r = reservation
-        return await store.insert_reservation(
-            self.conn,
-            r.booking_id,
-            r.location_id,
-            r.desk_id,
-            r.product_id,
-            r.start,
-            r.end,
-            r.hold_expires_at,
-            r.language,
-        )
+        return await store.insert_reservation(self.conn, *_row(reservation))
 
     async def move(self, booking_id: str, desk_id: str, start: datetime, end: datetime) -> bool:
         try:

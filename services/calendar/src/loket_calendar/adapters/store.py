@@ -57,6 +57,7 @@ async def insert_reservation(
     product_id: str,
     start: datetime,
     end: datetime,
+    status: str,
     hold_expires_at: datetime | None,
     language: str,
 ) -> bool:
@@ -70,7 +71,7 @@ async def insert_reservation(
         desk_id,
         product_id,
         Range(start, end),
-        "held" if hold_expires_at else "confirmed",
+        status,
         hold_expires_at,
         language,
     )
