@@ -130,7 +130,7 @@ class Allocator:
         self.cache = cache or AvailabilityCache(view)
         self._offered: dict[tuple[str, str, datetime], _Offered] = {}
         self._others: dict[tuple[str, str, int], list[str]] = {}
-        self._rejections: dict[tuple[str, str, datetime, str], tuple[list[ev.Slot], dict[str, object]]] = {}
+        self._rejections: dict[tuple[str, str, str, str], tuple[list[ev.Slot], dict[str, object]]] = {}
 
     def handlers(self) -> dict[str, object]:
         return {
@@ -227,10 +227,12 @@ class Allocator:
             delivery.envelope,
         )
 
-    def _rejected(self, req: ev.BookingRequested, reason: ev.RejectionReason, alternatives: list[ev.Slot]) -> dict:
+    def _rejected(
+        self, req: ev.BookingRequested, reason: ev.RejectionReason, alternatives: list[ev.Slot]
+    ) -> dict[str, object]:
         """`slot-rejected` as JSON, booking id aside: a storm rejects thousands of requests for one
         start with the same alternatives (the same list while they hold), so it is made once."""
-        key = (req.location_id, req.product_id, req.start, reason)
+        key = (req.location_id, req.product_id, req.start.isoformat(), reason)  # as written: offsets differ
         kept = self._rejections.get(key)
         if kept is None or kept[0] is not alternatives:
             if len(self._rejections) > 10_000:
