@@ -152,15 +152,20 @@ async def test_free_starts_are_computed_again_when_a_hold_runs_out(fake: FakeSto
         assert fake.calls == 2
 
 
-async def test_an_answer_is_kept_until_its_first_start_leaves_the_booking_window(fake: FakeStore) -> None:
+async def test_an_answer_is_kept_until_its_first_start_leaves_the_booking_window(
+    fake: FakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No change is announced when time alone takes a start away: a kept answer lives only until
     its first start passes the product's notice, however long its TTL."""
     cache = AvailabilityCache(make_view(), ttl_seconds=3600)
     first_start = datetime(2026, 9, 7, 7, 0, tzinfo=UTC)  # Monday 09:00 in Brussels; no notice for "card"
-    answer = await cache.answer(None, "card", "loc", ["loc"], MONDAY, SUNDAY, first_start - timedelta(seconds=0.1))  # type: ignore[arg-type]
+    now = first_start - timedelta(minutes=2)
+    answer = await cache.answer(None, "card", "loc", ["loc"], MONDAY, SUNDAY, now)  # type: ignore[arg-type]
     assert json.loads(answer.body)["slots"][0]["start"] == "2026-09-07T09:00:00+02:00"
+    assert answer.stale_at - answer.made_at == pytest.approx(120)
+    monkeypatch.setattr(availability.time, "monotonic", lambda: answer.made_at + 119)
     assert cache.fresh_answer(answer.key) is answer
-    await asyncio.sleep(0.12)
+    monkeypatch.setattr(availability.time, "monotonic", lambda: answer.made_at + 120)
     assert cache.fresh_answer(answer.key) is None
 
 
