@@ -5,7 +5,8 @@
   uv run python -m bench --scenarios storm,hot --quick    # a subset
   uv run python -m bench --scenarios profile              # py-spy on every service during a storm
 
-Scenarios: storm, hot, steady, allocator, availability, rebuild; profile and notifications (not in the default set).
+Scenarios: storm, hot, steady, allocator, availability, agenda_under_flood, rebuild; profile and notifications (not in
+the default set).
 Writes bench/results/<UTC date-time>.json and refreshes the figures in bench/README.md (--no-readme to skip).
 """
 
@@ -30,7 +31,7 @@ from bench.baseline import Baseline, loadgen
 from bench.loket import PORT_BASE, PRODUCT, PYTHON_PROCS, Loket, check_agenda, reservations_check, wait_drained
 from bench.procs import Watch, listening_pid
 
-DEFAULT = "storm,hot,steady,allocator,availability,rebuild"
+DEFAULT = "storm,hot,steady,allocator,availability,agenda_under_flood,rebuild"
 CAPACITY = 5  # desks per bench location, all serving bench-card
 
 
@@ -236,6 +237,12 @@ class Bench:
         self.results["runs"]["availability"] = calendar_figs.availability(self.loket, 50, n)
         self.save()
 
+    def agenda_under_flood(self) -> None:
+        self.fresh_if_dirty()
+        log("agenda under flood: the staff agenda alone, then while 40 clients read 92 days of availability")
+        self.results["runs"]["agenda_under_flood"] = calendar_figs.agenda_under_flood(self.loket)
+        self.save()
+
     def rebuild(self) -> None:
         self.fresh_if_dirty()
         log("rebuild of the agenda projection")
@@ -352,6 +359,7 @@ class Bench:
                 "allocator",
                 "rebuild",
                 "availability",
+                "agenda_under_flood",
                 "allocator_storm",
                 "notifications",
                 "profile",

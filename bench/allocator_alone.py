@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import datetime as dt
+import os
 import pstats
 import shutil
 import time
@@ -25,7 +26,9 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from bench import REPO
+from bench.procs import cpu_seconds, tree
 from loket_calendar.application.allocator import Allocator, AllocatorPolicy
+from loket_calendar.application.availability import AvailabilityCache
 from loket_calendar.domain.schedule import CatalogueView, free_starts
 from loket_calendar.entrypoints.app import MIGRATIONS, CalendarSettings
 from loket_contracts import events as ev
@@ -93,15 +96,18 @@ def requests(view: CatalogueView, n: int, distinct: int) -> list[ConsumerRecord[
     return out
 
 
-async def run(dsn: str, label: str, n: int, distinct: int, profile: bool) -> dict[str, Any]:
+async def run(dsn: str, label: str, n: int, distinct: int, profile: bool, postgres_pid: int | None) -> dict[str, Any]:
     pool = await create_pool(dsn)
     try:
         await pool.execute(
             "TRUNCATE reservations, held_back, decisions, outbox, processed_events, consumer_offsets, dead_letters"
         )
         view = bench_view()
-        allocator = Allocator(view, AllocatorPolicy())
-        batch = CalendarSettings().allocator_batch_size
+        settings = CalendarSettings()
+        # as the calendar-allocator process keeps its cache (entrypoints/app.py)
+        cache = AvailabilityCache(view, ttl_seconds=settings.allocator_cache_seconds)
+        allocator = Allocator(view, AllocatorPolicy(), cache)
+        batch = settings.allocator_batch_size
         consumer = PartitionBatchConsumer(
             pool=pool,
             bootstrap="unused:9092",
@@ -115,6 +121,10 @@ async def run(dsn: str, label: str, n: int, distinct: int, profile: bool) -> dic
         records = requests(view, n, distinct)
         profiler = cProfile.Profile() if profile else None
         seconds: list[float] = []
+        # CPU seconds (ours, and PostgreSQL's with its backends): a figure a busy machine moves
+        # less than the wall clock's.
+        postgres = tree(postgres_pid) if postgres_pid else []
+        cpu_before, pg_before = time.process_time(), cpu_seconds(postgres)
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -126,6 +136,7 @@ async def run(dsn: str, label: str, n: int, distinct: int, profile: bool) -> dic
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         wall = time.perf_counter() - started
+        cpu, pg = time.process_time() - cpu_before, cpu_seconds(postgres) - pg_before
         reserved = await pool.fetchval("SELECT count(*) FROM reservations")
         return {
             "run": label,
@@ -134,6 +145,8 @@ async def run(dsn: str, label: str, n: int, distinct: int, profile: bool) -> dic
             "reserved": reserved,
             "batch_seconds": seconds,
             "decisions_per_s": round(n / wall),
+            "cpu_us_per_decision": {"allocator": round(1e6 * cpu / n), "postgres": round(1e6 * pg / n)},
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
     finally:
         await pool.close()
@@ -153,7 +166,7 @@ def main() -> None:
         dsn = postgres.dsn("loket_calendar")
         asyncio.run(migrate(dsn, MIGRATIONS))
         for label, n, distinct in (("fill", 3360, 640), ("storm", 20_000, 100)):
-            print(asyncio.run(run(dsn, label, n, distinct, a.profile)))
+            print(asyncio.run(run(dsn, label, n, distinct, a.profile, postgres.pid())))
     finally:
         postgres.stop()
 

@@ -90,6 +90,16 @@ async def produce(bootstrap: str, location: str, starts: list[dict[str, str]], n
     return metas[0].partition, metas[0].offset, metas[-1].offset + 1
 
 
+def batch_seconds(url: str) -> float:
+    """The allocator's time spent applying batches so far (its `loket_consumer_batch_seconds`)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("loket_consumer_batch_seconds_sum") and 'group="calendar-allocator"' in line
+    )
+
+
 async def poll_offset(dsn: str, partition: int, first: int, end: int, timeout: float) -> dict[str, Any]:
     """Follow calendar-allocator's committed offset in PostgreSQL until it reaches `end`."""
     conn = await asyncpg.connect(dsn)
@@ -143,8 +153,12 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
         **({"calendar-projections": pids["calendar"]} if "calendar-allocator" in pids else {}),
         **({"postgres": pg} if pg else {}),
     }
+    allocator_url = f"http://127.0.0.1:{loket.config.calendar_allocator}" if "calendar-allocator" in pids else None
+    in_batches = batch_seconds(allocator_url) if allocator_url else None
     with Watch(groups, with_children={"postgres"}) as watch:
         polled = asyncio.run(poll_offset(dsn, partition, first, end, timeout))
+    if allocator_url and in_batches is not None:
+        in_batches = round(batch_seconds(allocator_url) - in_batches, 2)
     total_s = ready_s + polled["elapsed"]
     samples = polled["samples"]
     done = samples[-1][1] if samples else first
@@ -178,6 +192,8 @@ def allocator(loket: Loket, n: int, over_slots: int | None, label: str, timeout:
         "decisions_per_s_after_ready": round((done - first) / polled["elapsed"], 1) if polled["elapsed"] else None,
         "decisions_per_s_steady": round(steady, 1) if steady else None,
         "batches_seen": len(samples),
+        # the allocator's time inside its batches (the rest: fetching from Kafka, waiting for a core)
+        "seconds_in_batches": in_batches,
         # (seconds after the calendar was ready, decisions committed so far), one per batch seen
         "commits": [(round(t, 3), off - first) for t, off in samples],
         **asyncio.run(outcomes()),
@@ -195,11 +211,17 @@ CLIENT_MODES: dict[str, dict[str, Any]] = {
 }
 
 
-async def _availability(
-    url: str, concurrency: int, requests: int, days: int, mode: str = "inflate", warmup: int = 100
-) -> dict[str, Any]:
+def availability_query(days: int, view: str = "slots") -> dict[str, str]:
+    """residence-card at every location, from today for `days` days (`view=days`: counts per day)."""
     today = dt.date.today()
     params = {"product": "residence-card", "from": str(today), "to": str(today + dt.timedelta(days=days - 1))}
+    return params | ({"view": view} if view != "slots" else {})
+
+
+async def _availability(
+    url: str, concurrency: int, requests: int, days: int, mode: str = "inflate", warmup: int = 100, view: str = "slots"
+) -> dict[str, Any]:
+    params = availability_query(days, view)
     client = CLIENT_MODES[mode]
     lat: list[float] = []
     status: dict[str, int] = {}
@@ -253,11 +275,12 @@ async def _availability(
         wall, cpu_s = time.perf_counter() - t0, cpu() - c0
     import json
 
-    slots = len(json.loads(body)["slots"]) if warm_status == 200 else None
+    listed = json.loads(body)[view] if warm_status == 200 else None
     return {
         "query": params,
         "client": mode,
-        "slots_in_answer": slots,
+        "view": view,
+        f"{view}_in_answer": len(listed) if listed is not None else None,
         "answer_bytes": len(body),
         "bytes_read_per_answer": round(sum(sizes) / len(sizes)) if sizes else None,
         "content_encoding": encodings,
@@ -273,19 +296,139 @@ async def _availability(
 def availability(
     loket: Loket, concurrency: int, requests: int, days: int = 60, modes: tuple[str, ...] = ("inflate", "raw")
 ) -> dict[str, Any]:
+    """Every free start (`view=slots`) in each client mode, then the days summary a calendar page
+    shows first (`view=days`), inflated as a browser does."""
     out: dict[str, Any] = {}
     pids = loket.pids()
     for name, url in (
         ("via_gateway", loket.url),
         ("calendar_direct", f"http://127.0.0.1:{loket.config.calendar}"),
     ):
-        for mode in modes:
-            key = name if mode == "inflate" else f"{name}_{mode}"
+        for view, mode in [*(("slots", m) for m in modes), ("days", "inflate")]:
+            key = name + ("" if mode == "inflate" else f"_{mode}") + ("" if view == "slots" else f"_{view}")
             groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
             with Watch(groups, with_children={"gateway"}) as watch:
-                out[key] = asyncio.run(_availability(url, concurrency, requests, days, mode))
+                out[key] = asyncio.run(_availability(url, concurrency, requests, days, mode, view=view))
             out[key]["processes"] = watch.summary()
     return out
+
+
+def _flood(url: str, clients: int, days: int, ready: Any, stop: Any, results: Any) -> None:
+    """In a process of its own (the probe's timings must not wait behind the flood's client work):
+    `clients` closed-loop clients asking the same availability until `stop` is set, gzip not inflated.
+    `ready` is set once every client has had an answer (only those after it are counted)."""
+
+    async def run() -> dict[str, Any]:
+        params = availability_query(days)
+        lat: list[float] = []
+        status: dict[str, int] = {}
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=clients), auto_decompress=False, timeout=aiohttp.ClientTimeout(60)
+        ) as s:
+            started: list[float] = []
+            waiting = asyncio.Barrier(clients + 1)
+
+            async def client() -> None:
+                first = True
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    async with s.get(url + "/api/v1/availability", params=params) as r:
+                        await r.read()
+                        if not first:
+                            status[str(r.status)] = status.get(str(r.status), 0) + 1
+                    if first:
+                        await waiting.wait()
+                        first = False
+                    else:
+                        lat.append(time.perf_counter() - t)
+
+            async def start() -> None:
+                await waiting.wait()
+                started.append(time.perf_counter())
+                ready.set()
+
+            await asyncio.gather(start(), *(client() for _ in range(clients)))
+            wall = time.perf_counter() - started[0]
+        return {
+            "requests": len(lat),
+            "rps": round(len(lat) / wall, 1),
+            "status": status,
+            "latency_ms": percentiles(lat),
+        }
+
+    results.put(asyncio.run(run()))
+
+
+def _busiest_day(loket: Loket) -> tuple[str, dt.date, int]:
+    """The location and day with the most reservations (a fill's, when one ran), else the demo's."""
+
+    async def find() -> asyncpg.Record | None:
+        conn = await asyncpg.connect(loket.dsn("calendar"))
+        try:
+            row: asyncpg.Record | None = await conn.fetchrow(
+                "SELECT location_id, (lower(during) AT TIME ZONE 'Europe/Brussels')::date AS day, count(*) AS n"
+                " FROM reservations GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 1"
+            )
+            return row
+        finally:
+            await conn.close()
+
+    row = asyncio.run(find())
+    if row is None:
+        return "migration-counter", dt.date.today() + dt.timedelta(days=7), 0
+    return row["location_id"], row["day"], row["n"]
+
+
+def agenda_under_flood(
+    loket: Loket, flood_clients: int = 40, probes: int = 300, days: int = 92, agenda_clients: int = 1
+) -> dict[str, Any]:
+    """The staff agenda (`GET /api/v1/agenda/{location}?date=`, through the gateway, admin token)
+    timed alone, then while `flood_clients` hammer availability over `days` days at every location
+    (the longest range the API allows). The flood runs in a process of its own."""
+    import multiprocessing
+
+    location, day, appointments = _busiest_day(loket)
+    headers = {"Authorization": f"Bearer {loket.token('admin')}"}
+    path = f"/api/v1/agenda/{location}"
+
+    def probe(n: int) -> dict[str, Any]:
+        lat: list[float] = []
+        status: dict[str, int] = {}
+        with httpx.Client(base_url=loket.url, headers=headers, timeout=30) as client:
+            client.get(path, params={"date": str(day)})  # connection and key cache warm
+            for _ in range(n):
+                t = time.perf_counter()
+                r = client.get(path, params={"date": str(day)})
+                lat.append(time.perf_counter() - t)
+                status[str(r.status_code)] = status.get(str(r.status_code), 0) + 1
+        return {"requests": n, "status": status, "latency_ms": percentiles(lat)}
+
+    alone = probe(probes)
+    pids = loket.pids()
+    groups = {k: pids[k] for k in ("gateway", "calendar") if k in pids}
+    context = multiprocessing.get_context("spawn")
+    results, ready, stop = context.Queue(), context.Event(), context.Event()
+    flood = context.Process(target=_flood, args=(loket.url, flood_clients, days, ready, stop, results), daemon=True)
+    flood.start()
+    try:
+        if not ready.wait(120):  # every flood client connected and answered
+            raise RuntimeError("the availability flood did not start")
+        with Watch(groups) as watch:
+            during = probe(probes)
+        stop.set()
+        flooded = results.get(timeout=60)
+    finally:
+        stop.set()
+        flood.join(10)
+        if flood.is_alive():
+            flood.terminate()
+    return {
+        "agenda": {"location": location, "date": str(day), "appointments": appointments},
+        "flood": {"clients": flood_clients, "query": availability_query(days), **flooded},
+        "agenda_alone": alone,
+        "agenda_during_flood": during,
+        "processes": watch.summary(),
+    }
 
 
 def availability_once(loket: Loket, concurrency: int, requests: int, days: int = 60) -> dict[str, Any]:

@@ -105,8 +105,8 @@ def tables(res: dict[str, Any]) -> str:
         out += [
             "",
             "| allocator run | requests | reserved / rejected | decisions/s steady | after ready | incl. start-up "
-            "| allocator CPU % | projections CPU % | postgres CPU % |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| allocator CPU % | projections CPU % | postgres CPU % | in batches / wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for a in alloc:
             # "calendar" is the allocator's process; "calendar-projections" the calendar beside it
@@ -116,22 +116,38 @@ def tables(res: dict[str, Any]) -> str:
                 f"| {a['label']} ({a['distinct_starts']} starts) | {a['requests']} | {a['reserved']} / {a['rejected']} "
                 f"| {a['decisions_per_s_steady']} | {a['decisions_per_s_after_ready']} "
                 f"| {a['decisions_per_s_including_startup']} | {cpu.get('calendar')} "
-                f"| {cpu.get('calendar-projections', '')} | {cpu.get('postgres')} |"
+                f"| {cpu.get('calendar-projections', '')} | {cpu.get('postgres')} "
+                f"| {a.get('seconds_in_batches', '')} / {a.get('drain_s_after_ready')} |"
             )
     if "availability" in runs:
         out += [
             "",
             "| availability (residence-card, all locations, 60 days) | req/s | p50 / p95 / p99 / max ms | status "
-            "| slots in answer | bytes read per answer | client CPU % | gateway / calendar CPU % |",
+            "| slots (or days) in answer | bytes read per answer | client CPU % | gateway / calendar CPU % |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for how, r in runs["availability"].items():
             cpu = r.get("processes", {}).get("cpu_pct", {})
+            listed = r["slots_in_answer"] if "slots_in_answer" in r else f"{r.get('days_in_answer')} days"
             out.append(
-                f"| {how}, 50 concurrent | {r['rps']} | {_lat(r)} | {r['status']} | {r['slots_in_answer']} "
+                f"| {how}, 50 concurrent | {r['rps']} | {_lat(r)} | {r['status']} | {listed} "
                 f"| {r.get('bytes_read_per_answer', r.get('answer_bytes'))} | {r['client_cpu_pct']} "
                 f"| {cpu.get('gateway')} / {cpu.get('calendar')} |"
             )
+    if "agenda_under_flood" in runs:
+        r = runs["agenda_under_flood"]
+        flood, agenda, cpu = r["flood"], r["agenda"], r.get("processes", {}).get("cpu_pct", {})
+        out += [
+            "",
+            f"| staff agenda ({agenda['location']}, {agenda['date']}, {agenda['appointments']} appointments), "
+            "one client, through the gateway | p50 / p95 / p99 / max ms | status |",
+            "|---|---|---|",
+            f"| alone | {_lat(r['agenda_alone'])} | {r['agenda_alone']['status']} |",
+            f"| while {flood['clients']} clients read 92 days of availability ({flood['rps']} req/s, p99 "
+            f"{flood['latency_ms'].get('p99')} ms; gateway / calendar CPU "
+            f"{cpu.get('gateway')} / {cpu.get('calendar')} %) "
+            f"| {_lat(r['agenda_during_flood'])} | {r['agenda_during_flood']['status']} |",
+        ]
     if "rebuild" in runs:
         r = runs["rebuild"]
         if "skipped" in r:

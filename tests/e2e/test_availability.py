@@ -115,3 +115,49 @@ def test_a_booked_slot_is_gone_from_the_cached_answer_right_after_the_decision(l
     assert stale.status_code == 200 and stale.headers["etag"] != r_every.headers["etag"]
     stale_one, _ = raw_get(live.base_url, one, {"If-None-Match": r_one.headers["etag"]})
     assert stale_one.status_code == 200
+
+
+def decoded(r: httpx.Response, body: bytes) -> Any:
+    return json.loads(gzip.decompress(body) if r.headers.get("content-encoding") == "gzip" else body)
+
+
+def test_the_days_view_is_a_small_calendar_whose_days_open_into_their_slots(live: RunningStack) -> None:
+    """What a page shows first: each day of the range and its number of free starts, a few KB
+    where the slots are hundreds; a day's slots on demand (from = to = that day) add up to it;
+    a booking leaves its day's count at once; ETag and 304 as for the slots."""
+    days_query = query(4, ONE_DESK) | {"view": "days"}
+    for base in bases(live):
+        r, body = raw_get(base, days_query, {"Accept-Encoding": "gzip"})
+        assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+        doc = decoded(r, body)
+        assert doc["product"] == PRODUCT and doc["location"] == ONE_DESK and len(doc["days"]) == 14
+        _, slots_body = raw_get(base, query(4, ONE_DESK), {"Accept-Encoding": "gzip"})
+        assert len(body) < len(slots_body)
+        open_day = next(d for d in doc["days"] if d["free"])
+        one_day = {"product": PRODUCT, "location": ONE_DESK, "from": open_day["date"], "to": open_day["date"]}
+        r_day, day_body = raw_get(base, one_day, {})
+        assert len(decoded(r_day, day_body)["slots"]) == open_day["free"]
+        r304, empty = raw_get(base, days_query, {"If-None-Match": r.headers["etag"]})
+        assert r304.status_code == 304 and empty == b""
+
+    start = decoded(r_day, day_body)["slots"][0]["start"]
+    with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        r = client.post("/api/v1/bookings", json=booking_body(PRODUCT, ONE_DESK, start), headers={"Prefer": "wait=20"})
+    assert r.status_code == 201, r.text
+    for base in bases(live):
+        after = decoded(*raw_get(base, days_query, {}))
+        left = decoded(*raw_get(base, one_day, {}))["slots"]
+        assert start not in {s["start"] for s in left}
+        assert next(d for d in after["days"] if d["date"] == open_day["date"])["free"] == len(left) < open_day["free"]
+
+    everywhere = query(4) | {"view": "days"}
+    doc = decoded(*raw_get(live.base_url, everywhere, {}))
+    assert all(d["free"] == sum(d["locations"].values()) for d in doc["days"])
+    assert any(ONE_DESK in d["locations"] for d in doc["days"])
+
+
+def test_an_unknown_view_is_a_422(live: RunningStack) -> None:
+    for base in bases(live):
+        r, body = raw_get(base, query(8) | {"view": "weeks"}, {})
+        assert r.status_code == 422
+        assert json.loads(body)["errors"][0]["field"] in ("view", "query.view")

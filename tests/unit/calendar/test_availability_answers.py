@@ -16,6 +16,7 @@ from loket_calendar.application import availability
 from loket_calendar.application.availability import AvailabilityCache
 from loket_calendar.domain.schedule import Booked, Interval
 from loket_calendar.entrypoints.app import accepts_gzip, answer_key, etag_matches, render_answer
+from loket_runtime import clock
 from loket_runtime.catalogue import BRUSSELS
 from tests.unit.calendar.model import make_view
 
@@ -31,13 +32,16 @@ class FakeStore:
         self.calls = 0
         self.gate: asyncio.Event | None = None
         self.taken: list[Booked] = []
+        self.frees_at: dict[str, datetime] = {}
 
-    async def taken_in_range(self, conn: Any, locations: list[str], *args: Any) -> dict[str, list[Booked]]:
+    async def taken_in_range(
+        self, conn: Any, locations: list[str], *args: Any
+    ) -> tuple[dict[str, list[Booked]], dict[str, datetime]]:
         self.calls += 1
         await asyncio.sleep(0.01)  # a real query takes a while: the others arrive meanwhile
         if self.gate is not None:
             await self.gate.wait()
-        return {"loc": list(self.taken)}
+        return {"loc": list(self.taken)}, dict(self.frees_at)
 
 
 @pytest.fixture
@@ -47,8 +51,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     return fake
 
 
-def ask(cache: AvailabilityCache, location: str | None = "loc") -> Any:
-    return cache.answer(None, "card", location, ["loc"], MONDAY, SUNDAY, NOW)  # type: ignore[arg-type]
+def ask(cache: AvailabilityCache, location: str | None = "loc", view: str = "slots") -> Any:
+    return cache.answer(None, "card", location, ["loc"], MONDAY, SUNDAY, NOW, view)  # type: ignore[arg-type]
 
 
 async def test_requests_that_miss_together_share_one_computation(fake: FakeStore) -> None:
@@ -57,7 +61,7 @@ async def test_requests_that_miss_together_share_one_computation(fake: FakeStore
     assert fake.calls == 1
     assert cache.answers_built == 1
     assert all(a is answers[0] for a in answers)
-    assert cache.fresh_answer(("card", "loc", MONDAY.isoformat(), SUNDAY.isoformat())) is answers[0]
+    assert cache.fresh_answer(("card", "loc", MONDAY.isoformat(), SUNDAY.isoformat(), "slots")) is answers[0]
 
 
 async def test_a_request_after_a_change_never_joins_a_computation_started_before_it(fake: FakeStore) -> None:
@@ -100,6 +104,71 @@ async def test_gzip_inflates_to_the_plain_json_and_the_etag_follows_the_content(
     assert first["start"] not in {s["start"] for s in json.loads(gzip.decompress(changed.gzip))["slots"]}
 
 
+@pytest.mark.parametrize("location", ["loc", None])
+async def test_the_days_view_counts_the_free_starts_of_each_day(fake: FakeStore, location: str | None) -> None:
+    """What a calendar page shows first: every day of the range and how many starts are free, the
+    same starts the slots answer lists; a booked start is gone from its day's count."""
+    cache = AvailabilityCache(make_view())
+    slots = json.loads((await ask(cache, location)).body)["slots"]
+    days_answer = await ask(cache, location, "days")
+    doc = json.loads(gzip.decompress(days_answer.gzip))
+    assert doc["product"] == "card" and doc["location"] == location
+    per_day: dict[str, int] = {}
+    for slot in slots:
+        per_day[slot["start"][:10]] = per_day.get(slot["start"][:10], 0) + 1
+    assert [d["date"] for d in doc["days"]] == [(MONDAY + timedelta(days=n)).isoformat() for n in range(7)]
+    assert {d["date"]: d["free"] for d in doc["days"] if d["free"]} == per_day
+    assert doc["days"][6]["free"] == 0  # Sunday: closed
+    if location is None:
+        assert all(d["locations"] == ({"loc": d["free"]} if d["free"] else {}) for d in doc["days"])
+    else:
+        assert all("locations" not in d for d in doc["days"])
+    assert len(days_answer.body) < len(json.dumps(slots)) / 10
+
+    first = datetime.fromisoformat(slots[0]["start"]).astimezone(BRUSSELS)
+    taken = Interval(first, first + timedelta(minutes=20))
+    fake.taken = [Booked("d1", taken), Booked("d2", taken)]
+    cache.invalidate("loc")
+    changed = json.loads((await ask(cache, location, "days")).body)
+    still_free = [
+        s for s in json.loads((await ask(cache, location)).body)["slots"] if s["start"][:10] == slots[0]["start"][:10]
+    ]
+    assert slots[0]["start"] not in {s["start"] for s in still_free}
+    assert changed["days"][0]["free"] == len(still_free) < doc["days"][0]["free"]
+
+
+async def test_free_starts_are_computed_again_when_a_hold_runs_out(fake: FakeStore) -> None:
+    """No change is announced when a hold runs out (the timer frees it later): the starts it took
+    are kept only until then, however long the cache's TTL."""
+    cache = AvailabilityCache(make_view(), ttl_seconds=3600)
+    runs_out = datetime(2026, 9, 7, 12, 0, tzinfo=UTC)
+    fake.frees_at = {"loc": runs_out}
+    with clock.shifted(runs_out - timedelta(minutes=1)):
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        assert fake.calls == 1
+    with clock.shifted(runs_out):
+        await cache.free(None, "card", ["loc"], [MONDAY], NOW)  # type: ignore[arg-type]
+        assert fake.calls == 2
+
+
+async def test_an_answer_is_kept_until_its_first_start_leaves_the_booking_window(
+    fake: FakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No change is announced when time alone takes a start away: a kept answer lives only until
+    its first start passes the product's notice, however long its TTL."""
+    cache = AvailabilityCache(make_view(), ttl_seconds=3600)
+    first_start = datetime(2026, 9, 7, 7, 0, tzinfo=UTC)  # Monday 09:00 in Brussels; no notice for "card"
+    now = first_start - timedelta(minutes=2)
+    answer = await cache.answer(None, "card", "loc", ["loc"], MONDAY, SUNDAY, now)  # type: ignore[arg-type]
+    assert json.loads(answer.body)["slots"][0]["start"] == "2026-09-07T09:00:00+02:00"
+    assert answer.stale_at - answer.made_at == pytest.approx(120)
+    monkeypatch.setattr(availability.time, "monotonic", lambda: answer.made_at + 119)
+    assert cache.fresh_answer(answer.key) is answer
+    monkeypatch.setattr(availability.time, "monotonic", lambda: answer.made_at + 120)
+    assert cache.fresh_answer(answer.key) is None
+
+
 async def test_an_answer_lives_until_a_change_or_its_ttl(fake: FakeStore) -> None:
     cache = AvailabilityCache(make_view(), answer_ttl_seconds=0.05)
     answer = await ask(cache)
@@ -137,14 +206,12 @@ def test_if_none_match() -> None:
 
 
 def test_query_key_of_the_fast_path() -> None:
-    assert answer_key(b"product=card&from=2026-09-07&to=2026-09-13") == ("card", None, "2026-09-07", "2026-09-13")
-    assert answer_key(b"location=loc&to=2026-09-13&product=card&from=2026-09-07") == (
-        "card",
-        "loc",
-        "2026-09-07",
-        "2026-09-13",
-    )
+    week = ("2026-09-07", "2026-09-13")
+    assert answer_key(b"product=card&from=2026-09-07&to=2026-09-13") == ("card", None, *week, "slots")
+    assert answer_key(b"location=loc&to=2026-09-13&product=card&from=2026-09-07") == ("card", "loc", *week, "slots")
+    assert answer_key(b"product=card&from=2026-09-07&to=2026-09-13&view=days") == ("card", None, *week, "days")
     # anything unusual goes to the route, which validates it
+    assert answer_key(b"product=card&from=2026-09-07&to=2026-09-13&view=weeks") is None
     assert answer_key(b"product=card&from=2026-09-07") is None
     assert answer_key(b"product=card&product=x&from=2026-09-07&to=2026-09-13") is None
     assert answer_key(b"product=card&from=2026-09-07&to=2026-09-13&extra=1") is None

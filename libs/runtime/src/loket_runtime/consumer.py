@@ -271,9 +271,11 @@ class PartitionBatchConsumer:
             if isinstance(outbox, BufferedOutbox):
                 await outbox.flush(conn)
             if done:
-                await conn.executemany(
-                    "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    [(self.group_id, d.envelope.id) for d in done],
+                await conn.execute(
+                    "INSERT INTO processed_events (consumer_group, event_id)"
+                    " SELECT $1, e FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING",
+                    self.group_id,
+                    [d.envelope.id for d in done],
                 )
             next_offset = int(fresh[-1].offset) + 1
             await self.save_offset(conn, topic, partition, next_offset)

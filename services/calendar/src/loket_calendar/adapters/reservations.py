@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -90,6 +90,13 @@ class ReservationBook(Protocol):
     async def settle(self) -> None:
         """Make every change so far visible to SQL reads on this connection."""
 
+    def known_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> bool:
+        """True when `note_full` was told so about this start (with the catalogue at `generation`)
+        and nothing at the location was freed since: placing only takes desk-times away."""
+
+    def note_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> None:
+        """No desk is free for the product at `start` (with the catalogue at `generation`)."""
+
 
 class SqlReservations:
     """A statement per call, on the batch's connection (inside its transaction)."""
@@ -110,18 +117,7 @@ class SqlReservations:
         return [Reservation.of_row(r) for r in await store.take_expired_holds(self.conn, now, location_id)]
 
     async def insert(self, reservation: Reservation) -> bool:
-        r = reservation
-        return await store.insert_reservation(
-            self.conn,
-            r.booking_id,
-            r.location_id,
-            r.desk_id,
-            r.product_id,
-            r.start,
-            r.end,
-            r.hold_expires_at,
-            r.language,
-        )
+        return await store.insert_reservation(self.conn, *_row(reservation))
 
     async def move(self, booking_id: str, desk_id: str, start: datetime, end: datetime) -> bool:
         try:
@@ -148,6 +144,12 @@ class SqlReservations:
         await store.hold_back(self.conn, desk_id, location_id, start, end, available_from)
 
     async def settle(self) -> None:
+        pass
+
+    def known_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> bool:
+        return False  # each record under its own savepoint: nothing is kept across records
+
+    def note_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> None:
         pass
 
 
@@ -194,6 +196,21 @@ def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+def _row(r: Reservation) -> tuple[object, ...]:
+    """The fields in their order (`dataclasses.astuple` would deep-copy each one)."""
+    return (
+        r.booking_id,
+        r.location_id,
+        r.desk_id,
+        r.product_id,
+        r.start,
+        r.end,
+        r.status,
+        r.hold_expires_at,
+        r.language,
+    )
+
+
 _COLUMNS = (
     "booking_id, location_id, desk_id, product_id, lower(during) AS start_at, upper(during) AS end_at,"
     " status, hold_expires_at, language"
@@ -220,6 +237,10 @@ class BatchLedger:
         self._decided: set[str] = set()
         self._asked: set[str] = set()  # decision keys looked up
         self._new_decisions: list[str] = []
+        # A storm asks for the same full start thousands of times: each start found full is kept
+        # with how often its location had something freed then (deletes, moves, expiries).
+        self._freed: dict[str, int] = defaultdict(int)
+        self._full: dict[tuple[str, str, datetime, int], int] = {}
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -289,6 +310,7 @@ class BatchLedger:
 
     def _drop(self, booking_id: str) -> Reservation:
         r = self._rows.pop(booking_id)
+        self._freed[r.location_id] += 1
         self._by_hour[(r.location_id, _hour(r.start))].discard(booking_id)
         self._dirty.discard(booking_id)
         if booking_id in self._in_db:
@@ -353,6 +375,7 @@ class BatchLedger:
         if current is None:
             return False
         self._by_hour[(current.location_id, _hour(current.start))].discard(booking_id)
+        self._freed[current.location_id] += 1
         self._put(_in_utc(replace(current, desk_id=desk_id, start=start, end=end)))
         self._dirty.add(booking_id)
         return True
@@ -386,6 +409,14 @@ class BatchLedger:
         key = (desk_id, start.astimezone(UTC), end.astimezone(UTC))
         self._held_back[key] = (location_id, available_from.astimezone(UTC))
         self._held_back_pending.add(key)
+
+    def known_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> bool:
+        return self._full.get((location_id, product_id, start, generation)) == self._freed[location_id]
+
+    def note_full(self, location_id: str, product_id: str, start: datetime, generation: int) -> None:
+        # A held-back desk-time comes back as time passes, not by a change: no shortcut there.
+        if all(loc != location_id for loc, _ in self._held_back.values()):
+            self._full[(location_id, product_id, start, generation)] = self._freed[location_id]
 
     # --- writing back ----------------------------------------------------------------------
 
@@ -427,7 +458,7 @@ class BatchLedger:
                 "  $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[])"
                 "  AS t(b, l, d, p, s, e, st, h, lang)"
                 " ON CONFLICT DO NOTHING RETURNING booking_id",
-                *_columns(astuple(r) for r in fresh),  # the columns in the order of the fields
+                *_columns(_row(r) for r in fresh),
             )
             if len(inserted) != len(fresh):
                 raise RetryCarefully(f"{len(fresh) - len(inserted)} desk-times were taken by another writer")

@@ -57,6 +57,7 @@ async def insert_reservation(
     product_id: str,
     start: datetime,
     end: datetime,
+    status: str,
     hold_expires_at: datetime | None,
     language: str,
 ) -> bool:
@@ -70,7 +71,7 @@ async def insert_reservation(
         desk_id,
         product_id,
         Range(start, end),
-        "held" if hold_expires_at else "confirmed",
+        status,
         hold_expires_at,
         language,
     )
@@ -108,23 +109,31 @@ async def hold_back(
 
 async def taken_in_range(
     conn: Executor, location_ids: list[str], start: datetime, end: datetime, now: datetime
-) -> dict[str, list[Booked]]:
+) -> tuple[dict[str, list[Booked]], dict[str, datetime]]:
+    """What is taken at `now` per location around [start, end), and per location the first instant
+    after `now` at which some of it becomes free by time alone (a hold running out, a held-back
+    desk-time offered again): until then, and until a reservation changes, the answer holds."""
     rows = await conn.fetch(
-        "SELECT location_id, desk_id, lower(during) AS s, upper(during) AS e FROM reservations"
+        "SELECT location_id, desk_id, lower(during) AS s, upper(during) AS e,"
+        " CASE WHEN status = 'held' THEN hold_expires_at END AS frees_at FROM reservations"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
         # a hold that ran out by `now` is free: a request now would expire it and take the desk
         " AND NOT (status = 'held' AND hold_expires_at <= $4)"
-        " UNION ALL SELECT location_id, desk_id, lower(during), upper(during) FROM held_back"
+        " UNION ALL SELECT location_id, desk_id, lower(during), upper(during), available_from FROM held_back"
         " WHERE location_id = ANY($1::text[]) AND during && tstzrange($2, $3) AND available_from > $4",
         location_ids,
         start,
         end,
         now,
     )
-    result: dict[str, list[Booked]] = {}
+    taken: dict[str, list[Booked]] = {}
+    frees_at: dict[str, datetime] = {}
     for r in rows:
-        result.setdefault(r["location_id"], []).append(Booked(r["desk_id"], Interval(r["s"], r["e"])))
-    return result
+        location_id = r["location_id"]
+        taken.setdefault(location_id, []).append(Booked(r["desk_id"], Interval(r["s"], r["e"])))
+        if r["frees_at"] is not None and (location_id not in frees_at or r["frees_at"] < frees_at[location_id]):
+            frees_at[location_id] = r["frees_at"]
+    return taken, frees_at
 
 
 @dataclass(frozen=True)

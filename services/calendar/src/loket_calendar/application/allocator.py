@@ -45,6 +45,7 @@ from loket_calendar.domain.schedule import (
     local,
     local_day,
     subtract,
+    window_ok,
 )
 from loket_contracts import events as ev
 from loket_contracts.envelope import Envelope
@@ -70,14 +71,21 @@ class AllocatorPolicy:
 
 
 async def emit(ctx: HandlerContext, event: ev.Event, location_id: str, cause: Envelope | None) -> None:
+    await emit_data(ctx, event.TYPE, event.model_dump(mode="json"), location_id, cause)
+
+
+async def emit_data(
+    ctx: HandlerContext, event_type: str, data: dict[str, object], location_id: str, cause: Envelope | None
+) -> None:
+    """Queue an event given as its JSON object (an event model's `model_dump(mode="json")`)."""
     envelope = Envelope(
-        type=event.TYPE,
+        type=event_type,
         source=SOURCE,
-        subject=getattr(event, "booking_id", None),
+        subject=data.get("booking_id"),  # type: ignore[arg-type]
         correlationid=(cause.correlationid or cause.subject) if cause else None,
         causationid=cause.id if cause else None,
         time=clock.now(),
-        data=event.model_dump(mode="json"),
+        data=data,
     )
     await ctx.outbox.add(ctx.conn, CALENDAR.name, location_id, [envelope])
 
@@ -99,6 +107,7 @@ class _Offered:
     last_day: date
     made_at: float
     slots: list[ev.Slot]
+    first_start: datetime | None  # the earliest of `slots`
 
     def still_holds(self, versions: tuple[int, ...], earliest: datetime, last_day: date, fresh_since: float) -> bool:
         """Nothing changed anywhere, and the window only lost starts that were not chosen: the free
@@ -108,7 +117,7 @@ class _Offered:
             and self.made_at >= fresh_since  # changes by another instance, held-back slots coming back
             and last_day == self.last_day
             and earliest >= self.earliest
-            and all(slot.start >= earliest for slot in self.slots)
+            and (self.first_start is None or self.first_start >= earliest)
         )
 
 
@@ -120,6 +129,8 @@ class Allocator:
         # process. Only the alternatives offered with a rejection read it, never a decision.
         self.cache = cache or AvailabilityCache(view)
         self._offered: dict[tuple[str, str, datetime], _Offered] = {}
+        self._others: dict[tuple[str, str, int], list[str]] = {}
+        self._rejections: dict[tuple[str, str, str, str], tuple[list[ev.Slot], dict[str, object]]] = {}
 
     def handlers(self) -> dict[str, object]:
         return {
@@ -197,19 +208,8 @@ class Allocator:
             alternatives = await self.alternatives(
                 ctx, book, req.location_id, req.product_id, req.start, req.requested_at
             )
-            await emit(
-                ctx,
-                ev.SlotRejected(
-                    booking_id=req.booking_id,
-                    location_id=req.location_id,
-                    product_id=req.product_id,
-                    start=req.start,
-                    reason=decision.reason,
-                    alternatives=alternatives,
-                ),
-                req.location_id,
-                delivery.envelope,
-            )
+            data = self._rejected(req, decision.reason, alternatives) | {"booking_id": req.booking_id}
+            await emit_data(ctx, ev.SlotRejected.TYPE, data, req.location_id, delivery.envelope)
             return
         desk_id, interval, hold_expires_at = decision
         await emit(
@@ -227,6 +227,27 @@ class Allocator:
             delivery.envelope,
         )
 
+    def _rejected(
+        self, req: ev.BookingRequested, reason: ev.RejectionReason, alternatives: list[ev.Slot]
+    ) -> dict[str, object]:
+        """`slot-rejected` as JSON, booking id aside: a storm rejects thousands of requests for one
+        start with the same alternatives (the same list while they hold), so it is made once."""
+        key = (req.location_id, req.product_id, req.start.isoformat(), reason)  # as written: offsets differ
+        kept = self._rejections.get(key)
+        if kept is None or kept[0] is not alternatives:
+            if len(self._rejections) > 10_000:
+                self._rejections.clear()
+            event = ev.SlotRejected(
+                booking_id=req.booking_id,
+                location_id=req.location_id,
+                product_id=req.product_id,
+                start=req.start,
+                reason=reason,
+                alternatives=alternatives,
+            )
+            kept = self._rejections[key] = (alternatives, event.model_dump(mode="json"))
+        return kept[1]
+
     async def place(
         self,
         ctx: HandlerContext,
@@ -241,13 +262,24 @@ class Allocator:
         book = self.book(ctx)
         product = self.view.products.get(product_id)
         duration = self.duration(product_id)
+        generation = self.view.generation
         # Holds that ran out by the request's own time are expired first: the decision depends
         # only on the events, not on when the timer last ran.
+        if ignore_booking is None and book.known_full(location_id, product_id, start, generation):
+            # Found full earlier in the batch: unless an expiry frees something now, only the
+            # booking window (which moves with `now`) can change the answer, and it is checked first.
+            await self._expired(ctx, book, await book.expire_due(location_id, now))
+            if product is not None and book.known_full(location_id, product_id, start, generation):
+                if window_ok(product, start, now):
+                    return Rejection("slot-taken")
         expired, taken = await book.expire_and_take(location_id, start, start + duration, now, ignore_booking)
         await self._expired(ctx, book, expired)
+        refused = False
         while True:
             choice = free_desk(self.view, location_id, product_id, start, taken, now)
             if isinstance(choice, Rejection):
+                if choice.reason == "slot-taken" and ignore_booking is None and not refused:
+                    book.note_full(location_id, product_id, start, generation)
                 return choice
             assert product is not None
             interval = Interval(start, start + duration)
@@ -272,6 +304,7 @@ class Allocator:
             # Another allocator (a rebalance) took this desk-time first: the constraint keeps the
             # desk single. Try the next desk as if this one had been taken all along.
             log.warning("exclusion constraint refused a reservation", booking_id=booking_id, desk=choice.desk_id)
+            refused = True
             taken = [*taken, Booked(choice.desk_id, interval)]
         self.changed(ctx, location_id)
         return choice.desk_id, interval, hold
@@ -290,11 +323,7 @@ class Allocator:
 
         A storm asks the same question thousands of times: the last answer per (location, product,
         start) is kept and given again while it is provably the same (see `_Offered.still_holds`)."""
-        others = sorted(
-            loc.location_id
-            for loc in self.view.locations.values()
-            if product_id in loc.products and loc.location_id != location_id
-        )
+        others = self._other_locations(location_id, product_id)
         product = self.view.products.get(product_id)
         if product is None:
             return []
@@ -310,8 +339,23 @@ class Allocator:
         slots = await self._search_alternatives(ctx.conn, location_id, others, product_id, start, now)
         if len(self._offered) > 10_000:
             self._offered.clear()
-        self._offered[key] = _Offered(versions, earliest, last_day, offered_at, slots)
+        first_start = min((slot.start for slot in slots), default=None)
+        self._offered[key] = _Offered(versions, earliest, last_day, offered_at, slots, first_start)
         return slots
+
+    def _other_locations(self, location_id: str, product_id: str) -> list[str]:
+        """The other locations offering the product, by id (kept until the catalogue changes)."""
+        key = (location_id, product_id, self.view.generation)
+        found = self._others.get(key)
+        if found is None:
+            if len(self._others) > 1_000:
+                self._others.clear()
+            found = self._others[key] = sorted(
+                loc.location_id
+                for loc in self.view.locations.values()
+                if product_id in loc.products and loc.location_id != location_id
+            )
+        return found
 
     async def _search_alternatives(
         self,

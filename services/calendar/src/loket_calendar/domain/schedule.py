@@ -94,13 +94,13 @@ def free_desk(
     if view.is_closed(location_id, day):
         return Rejection("closed")
     wanted = Interval(start, start + timedelta(minutes=product.duration_minutes))
-    taken_list = list(taken)
+    busy = {b.desk_id for b in taken if b.interval.overlaps(wanted)}
     inside_hours = False
     for desk in sorted(view.desks_for(location_id, product_id), key=desk_preference):
         if not any(h.start <= wanted.start and wanted.end <= h.end for h in view.desk_hours(desk.desk_id, day)):
             continue
         inside_hours = True
-        if not any(b.desk_id == desk.desk_id and b.interval.overlaps(wanted) for b in taken_list):
+        if desk.desk_id not in busy:
             return desk
     return Rejection("slot-taken" if inside_hours else "outside-hours")
 

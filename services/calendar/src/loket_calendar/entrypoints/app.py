@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loket_calendar.application.agenda import AGENDA_CHANNEL, AgendaProjection, agenda_rows
 from loket_calendar.application.allocator import RESERVATIONS_CHANNEL, Allocator, AllocatorPolicy
-from loket_calendar.application.availability import Answer, AnswerKey, AvailabilityCache
+from loket_calendar.application.availability import VIEWS, Answer, AnswerKey, AvailabilityCache, View
 from loket_calendar.application.ops import AGENDA_GROUP, DEAD_LETTER_GROUP, DeadLetterCollector
 from loket_calendar.application.stranding import STRANDING_GROUP, StrandingSweep, dry_run, stranded_out
 from loket_calendar.domain.schedule import BRUSSELS, CatalogueView
@@ -60,6 +60,7 @@ class CalendarSettings(ServiceSettings):
     # Without a backlog a batch is whatever arrived meanwhile, so this adds no latency then.
     allocator_batch_size: int = 2000
     allocator_cache_seconds: float = 30
+    availability_cache_seconds: float = 30
     # Shared with the catalogue, which asks `POST /internal/strandings` before a change.
     internal_token: str = "local-internal-token"
 
@@ -91,6 +92,20 @@ class AvailabilityOut(BaseModel):
     product: str
     location: str | None
     slots: list[SlotOut]
+
+
+class DayOut(BaseModel):
+    date: date
+    free: int  # free starts that day
+    locations: dict[str, int] | None = None  # per location with some, when no location was asked for
+
+
+class AvailabilityDaysOut(BaseModel):
+    """`view=days`: every day of the range with its number of free starts."""
+
+    product: str
+    location: str | None
+    days: list[DayOut]
 
 
 def brussels(instant: datetime) -> str:
@@ -193,7 +208,7 @@ class AvailabilityFastPath:
         await self.app(scope, receive, send)
 
 
-_QUERY_NAMES = {"product", "location", "from", "to"}
+_QUERY_NAMES = {"product", "location", "from", "to", "view"}
 
 
 def answer_key(query_string: bytes) -> AnswerKey | None:
@@ -206,9 +221,10 @@ def answer_key(query_string: bytes) -> AnswerKey | None:
     if len(params) != len(pairs) or not params.keys() <= _QUERY_NAMES:
         return None
     product, first, last = params.get("product"), params.get("from"), params.get("to")
-    if product is None or first is None or last is None:
+    view = params.get("view", "slots")
+    if product is None or first is None or last is None or view not in VIEWS:
         return None
-    return (product, params.get("location"), first, last)
+    return (product, params.get("location"), first, last, view)
 
 
 def build_app(settings: CalendarSettings | None = None) -> FastAPI:
@@ -217,11 +233,11 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
     view = CatalogueView()
     roles = settings.role_set()
     policy = AllocatorPolicy(release_holdback=timedelta(seconds=settings.release_holdback_seconds))
-    # A process that only decides uses its cache for rejections' alternatives alone. Changes by
-    # any allocator reach it by NOTIFY, so its entries may live longer; a slot coming back from
-    # a hold-back is offered as an alternative up to that much later (never sooner).
-    cache = AvailabilityCache(view, ttl_seconds=settings.allocator_cache_seconds) if roles == {"allocator"} else None
-    allocator = Allocator(view, policy, cache)
+    # Changes by any allocator reach every process by NOTIFY, and a hold running out or a held-back
+    # desk-time coming back makes the free starts it touches stale at that instant: the TTL is a
+    # safety net. A process that only decides uses the cache for rejections' alternatives alone.
+    cache_seconds = settings.allocator_cache_seconds if roles == {"allocator"} else settings.availability_cache_seconds
+    allocator = Allocator(view, policy, AvailabilityCache(view, ttl_seconds=cache_seconds))
     agenda = AgendaProjection()
     listeners: set[asyncio.Queue[str]] = set()
 
@@ -311,10 +327,17 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         "/api/v1/availability",
         tags=["availability"],
         summary="Free start times for a product, at one location or all",
-        description="gzip when the client accepts it; a weak ETag, and 304 for a matching If-None-Match.",
+        description=(
+            "`view=slots` (the default): every free start. `view=days`: every day of the range with its"
+            " number of free starts (a few KB for a calendar page; a day's starts then with from = to ="
+            " that day). gzip when the client accepts it; a weak ETag, and 304 for a matching If-None-Match."
+        ),
         response_class=Response,
         responses={
-            200: {"model": AvailabilityOut, "description": "the free starts"},
+            200: {
+                "model": AvailabilityOut | AvailabilityDaysOut,
+                "description": "the free starts (`view=slots`) or their number per day (`view=days`)",
+            },
             304: {"description": "not modified since the ETag given in If-None-Match"},
         },
     )
@@ -324,6 +347,13 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
         from_: Annotated[Day, Query(alias="from")],
         to: Day,
         location: str | None = None,
+        answer_view: Annotated[
+            View,
+            Query(
+                alias="view",
+                description="`slots`: every free start; `days`: per day the number of free starts",
+            ),
+        ] = "slots",
     ) -> Response:
         if product not in view.products:
             raise field_problem("product", tr("unknown product %(product)r", product=product))
@@ -338,7 +368,9 @@ def build_app(settings: CalendarSettings | None = None) -> FastAPI:
             if location
             else sorted(loc.location_id for loc in view.locations.values() if product in loc.products)
         )
-        answer = await allocator.cache.answer(runtime.pool, product, location, locations, from_, to, clock.now())
+        answer = await allocator.cache.answer(
+            runtime.pool, product, location, locations, from_, to, clock.now(), answer_view
+        )
         status, headers, body = render_answer(
             answer, request.headers.get("accept-encoding", ""), request.headers.get("if-none-match")
         )
