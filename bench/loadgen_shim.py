@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "baselin
 import loadgen  # noqa: E402
 
 FIRST_ADDRESS = ipaddress.IPv4Address("127.0.0.2")  # 127.0.0.1 is the machine's own
+# Each run (its --seed) sends from a /16 of its own: the residents of one scenario are new clients to
+# the edge in the next, as they would be (a resident's budget does not refill in the minute between).
+ADDRESSES_PER_RUN = 65536
 per_address = 5
 
 _bodies, _session, _book = loadgen.bodies, loadgen.session, loadgen.book
@@ -89,6 +92,8 @@ loadgen.session = Residents
 loadgen.book = book
 
 if __name__ == "__main__":
+    if "--seed" in sys.argv:
+        FIRST_ADDRESS += ADDRESSES_PER_RUN * (int(sys.argv[sys.argv.index("--seed") + 1]) % 250)
     if "--per-address" in sys.argv:
         at = sys.argv.index("--per-address")
         per_address = int(sys.argv[at + 1])
