@@ -42,6 +42,11 @@ class IdempotencyKeyReused(Exception):
     """The `Idempotency-Key` was used before with a different body."""
 
 
+class IntakeFull(Exception):
+    """More requests wait to be written than `Intake.max_waiting`: this one is not taken (the caller
+    answers 503 with Retry-After, rather than holding it, and its memory, for longer than it waits)."""
+
+
 @dataclass
 class BookingRequest:
     """One resident's request, validated, waiting to be written."""
@@ -64,17 +69,21 @@ class Accepted:
 
 class Intake:
     """Writes `BookingRequest`s in batches of up to `max_batch`, with `writers` transactions at a
-    time (each on its own connection; PostgreSQL works on two batches at once on two cores)."""
+    time (each on its own connection; PostgreSQL works on two batches at once on two cores), and
+    takes at most `max_waiting` waiting requests (`IntakeFull` past that)."""
 
-    def __init__(self, service: BookingService, max_batch: int = 64, writers: int = 2) -> None:
+    def __init__(self, service: BookingService, max_batch: int = 64, writers: int = 2, max_waiting: int = 2000) -> None:
         self.service = service
         self.max_batch = max_batch
         self.writers = writers
+        self.max_waiting = max_waiting
         self._queue: asyncio.Queue[BookingRequest] = asyncio.Queue()
 
     async def submit(self, request: BookingRequest) -> Accepted:
         """Queue the request and wait until its batch is committed. Raises `RuleViolation` or
-        `IdempotencyKeyReused` for this request alone."""
+        `IdempotencyKeyReused` for this request alone, `IntakeFull` when too many wait already."""
+        if self._queue.qsize() >= self.max_waiting:
+            raise IntakeFull
         self._queue.put_nowait(request)
         return await request.answer
 

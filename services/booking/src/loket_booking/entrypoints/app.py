@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loket_booking.adapters.store import body_hash
-from loket_booking.application.intake import KNOWN_FULL, BookingRequest, IdempotencyKeyReused, Intake
+from loket_booking.application.intake import KNOWN_FULL, BookingRequest, IdempotencyKeyReused, Intake, IntakeFull
 from loket_booking.application.service import (
     DECIDED_CHANNEL,
     BookingPolicy,
@@ -64,6 +64,8 @@ class BookingSettings(ServiceSettings):
     email_smtputf8: bool = True
     # How long a start the allocator declared full is refused here at once (domain/known_full.py).
     known_full_seconds: float = 30
+    # New bookings waiting to be written (application/intake.py) past which a request gets 503.
+    intake_max_waiting: int = 2000
 
 
 class PersonIn(BaseModel):
@@ -154,7 +156,7 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
         await waiters.run()
 
     runtime.add_task(listen)
-    intake = Intake(service)
+    intake = Intake(service, max_waiting=settings.intake_max_waiting)
 
     async def write_new_bookings(rt: ServiceRuntime) -> None:
         await intake.run(rt.pool)
@@ -266,6 +268,20 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             finally:
                 waiters.discard(booking_id, future)
 
+    def busy(retry_after: int = 2) -> Problem:
+        """503: more new bookings wait to be written than this instance takes (`intake_max_waiting`)."""
+        return Problem(
+            503,
+            tr("Busy"),
+            tr(
+                "Very many bookings are being made at this moment; try again after %(seconds)s seconds.",
+                seconds=retry_after,
+            ),
+            "busy",
+            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
+        )
+
     def slot_gone(
         reason: str | None, alternatives: list[ev.Slot], headers: dict[str, str] | None = None, **extra: Any
     ) -> Problem:
@@ -334,6 +350,8 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             )
         except RuleViolation as exc:
             raise field_problem(exc.field, exc.message) from exc
+        except IntakeFull as exc:
+            raise busy() from exc
         except IdempotencyKeyReused as exc:
             raise field_problem(
                 "Idempotency-Key", tr("was used before with a different body"), tr("Idempotency-Key reused")
