@@ -26,3 +26,13 @@ def test_a_booking_keeps_its_reference(booking_id: uuid.UUID) -> None:
 def test_bookings_get_different_references() -> None:
     references = {reference_of(str(uuid.uuid4())) for _ in range(5000)}
     assert len(references) == 5000
+
+
+def test_a_reference_is_read_from_the_booking_id_as_written_down_here() -> None:
+    # Pinned: a resident quotes it on the phone months later; it must not change with a release.
+    assert reference_of("01a228f8-5a06-7242-a922-096396cb313a") == "YCCXXQR6"
+
+
+def test_every_character_of_the_alphabet_is_used() -> None:
+    seen = set("".join(reference_of(str(uuid.UUID(int=n))) for n in range(2000)))
+    assert seen == set(CROCKFORD)

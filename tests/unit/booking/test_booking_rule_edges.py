@@ -96,6 +96,19 @@ def test_an_unknown_month_or_day_is_written_00_and_accepted(digits: str, bis: bo
     assert parsed.birth_date is None and parsed.bis is bis
 
 
+@pytest.mark.parametrize("month", ["13", "19", "39", "53"])
+def test_a_month_that_is_no_month_is_refused_even_with_an_unknown_day(month: str) -> None:
+    assert "birth date" in refusal(number(f"85{month}00033"))
+
+
+def test_month_19_is_no_bis_month_so_serial_000_is_out_of_range() -> None:
+    assert "serial" in refusal(number("851930000"))  # BIS months start at 20
+
+
+def test_more_than_eleven_digits_are_refused() -> None:
+    assert "11 digits" in refusal(number("850730033") + "1")
+
+
 def test_the_century_comes_from_the_check_digits() -> None:
     assert parse_national_number(number("060705002")).birth_date == date(1906, 7, 5)
     assert parse_national_number(number("060705002", born_from_2000=True)).birth_date == date(2006, 7, 5)
@@ -163,6 +176,8 @@ def test_a_card_is_picked_up_where_it_was_applied_for() -> None:
     with pytest.raises(RuleViolation, match="sc-gentbrugge") as exc:
         check_eligibility("card-pickup", rule, None, date(2026, 6, 15), "migration-counter", "sc-gentbrugge")
     assert exc.value.field == "location"
+    with pytest.raises(RuleViolation):  # and the other way round
+        check_eligibility("card-pickup", rule, None, date(2026, 6, 15), "sc-gentbrugge", "migration-counter")
     check_eligibility("card-pickup", rule, None, date(2026, 6, 15), "sc-gentbrugge", "sc-gentbrugge")
     check_eligibility("card-pickup", rule, None, date(2026, 6, 15), "migration-counter", "")  # not known
     off = {"same_location_as_application": False}

@@ -66,6 +66,8 @@ def parse_national_number(raw: str, field: str = "person.national_number") -> Na
     serial = int(digits[6:9])
     if serial in (0, 998, 999) and not bis:
         raise RuleViolation(field, tr("the serial part is out of range"))
+    if mm > 12:  # no month, even with an unknown day (00)
+        raise RuleViolation(field, tr("the birth date in the number does not exist"))
     birth: date | None = None
     if mm and dd:  # an unknown month or day is written as 00
         try:
