@@ -106,3 +106,23 @@ def test_a_known_full_start_is_refused_before_waiting_and_still_checks_the_input
     r = client.post("/api/v1/bookings", json=invalid, headers={"Prefer": "wait=5"})
     assert r.status_code == 422, r.text  # bad input is named first, whatever the start
     assert any(e["field"].startswith("contact") for e in r.json()["errors"])
+
+
+def test_a_resident_who_already_has_a_booking_hears_that_before_a_full_start(live: RunningStack) -> None:
+    client = httpx.Client(base_url=live.base_url, timeout=30)
+    day = open_day(client, PRODUCT, LOCATION, exclusive=True)
+    slots = free_slots(client, PRODUCT, LOCATION, day)
+    mine = booking_body(
+        PRODUCT,
+        LOCATION,
+        slots[9]["start"],
+        person={"given_name": "Anna", "family_name": f"Keyholder-{day}", "birth_date": "1990-01-01"},
+    )
+    assert book(client, slots[9]["start"], body=mine).status_code == 201
+    full = slots[11]["start"]
+    fill(client, full)
+    assert wait_until(lambda: known_full_refusal(client, full), timeout=5)
+
+    again = book(client, full, body=mine | {"start": full})
+    assert again.status_code == 422, again.text  # not 409: a second booking would be refused anyway
+    assert [e["field"] for e in again.json()["errors"]] == ["person"]

@@ -35,14 +35,16 @@ def rejected(
     )
 
 
-def released(products: list[str], location: str = "migration-counter") -> ev.SlotReleased:
+def released(
+    products: list[str], location: str = "migration-counter", available_from: datetime = T0
+) -> ev.SlotReleased:
     return ev.SlotReleased(
         location_id=location,
         desk_id="mc-1",
         start=START,
         end=START + timedelta(minutes=20),
         products=products,
-        available_from=T0,
+        available_from=available_from,
         cause="cancelled",
     )
 
@@ -132,3 +134,32 @@ def test_a_newer_rejection_replaces_the_alternatives() -> None:
     known.on_rejected(rejected(), T0, generation=1)
     known.on_rejected(rejected(alternatives=(slot(LATER),)), T0 + timedelta(seconds=5), generation=1)
     assert refusal(known, now=T0 + timedelta(seconds=32)) == [slot(LATER)]  # its ttl counts from the newer one
+
+
+def test_an_alternative_taken_since_is_not_offered_any_more() -> None:
+    known = KnownFullStarts(TTL)
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_reserved("migration-counter", NEXT + timedelta(minutes=5), NEXT + timedelta(minutes=15))  # overlaps
+    known.on_reserved("service-centre-north", LATER, LATER + timedelta(minutes=20))  # elsewhere
+    known.on_reserved("migration-counter", LATER + timedelta(minutes=20), LATER + timedelta(minutes=40))  # just after
+    assert refusal(known) == [slot(LATER)]
+
+
+def test_when_every_alternative_is_taken_the_allocator_is_asked_for_fresh_ones() -> None:
+    known = KnownFullStarts(TTL)
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_reserved("migration-counter", NEXT, LATER + timedelta(minutes=20))
+    assert refusal(known) is None
+    known.on_rejected(rejected(alternatives=()), T0, generation=1)
+    assert refusal(known) == []  # the allocator itself had none: a refusal without alternatives
+
+
+def test_a_desk_time_held_back_is_offered_again_when_its_hold_back_ends() -> None:
+    known = KnownFullStarts(TTL)
+    reopens = T0 + timedelta(seconds=20)
+    known.on_released(released(["residence-card"], available_from=reopens))
+    known.on_rejected(rejected(), T0 + timedelta(seconds=1), generation=1)  # refused while held back
+    assert refusal(known, now=reopens - timedelta(microseconds=1)) is not None
+    assert refusal(known, now=reopens) is None
+    known.on_rejected(rejected(), reopens + timedelta(seconds=1), generation=1)  # full again, after it
+    assert refusal(known, now=reopens + timedelta(seconds=2)) is not None

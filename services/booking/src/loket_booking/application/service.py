@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import Fernet
 
-from loket_booking.adapters.store import BookingRepository, PrivateData
+from loket_booking.adapters.store import BookingRepository, Namesakes, PrivateData
 from loket_booking.domain.booking import Booking, TransitionRefused
 from loket_booking.domain.known_full import KnownFullStarts
 from loket_booking.domain.rules import (
@@ -164,6 +164,26 @@ class BookingService:
             return legacy_key
         return self._key(f"person:{person.name}|{person.birth}|{sorted(person.contacts)}")
 
+    async def check_person_limit(
+        self, conn: asyncpg.Connection | asyncpg.Pool, cmd: NewBooking, private: dict[str, Any], person: Person
+    ) -> Namesakes:
+        """The per-person rule: RuleViolation("person") when this person has as many active bookings
+        of the product as it allows; else the namesakes read (for `person_key`). Under the person's
+        advisory locks (`request`) the answer holds until the transaction ends; without them it is
+        what a refusal of a full start checks first (a resident who has a booking hears that)."""
+        limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
+        namesakes = await self.repo.namesakes(conn, person, cmd.product, self.legacy_person_key(private))
+        active = sum(1 for other in namesakes.active if same_person(person, other)) + namesakes.legacy_active
+        if active >= limit:
+            raise RuleViolation(
+                "person",
+                tr(
+                    "this person already has an active booking for %(product)s; cancel or reschedule that one instead",
+                    product=self.view.products[cmd.product].name,
+                ),
+            )
+        return namesakes
+
     def known_full_refusal(self, cmd: NewBooking, now: datetime) -> list[ev.Slot] | None:
         """The alternatives to refuse a valid request with, at once, when the allocator has already
         declared its start full; None when the allocator is to decide (domain/known_full.py)."""
@@ -185,18 +205,8 @@ class BookingService:
         # Two requests the rule could take for one person share the name or the national number:
         # they queue here, so the per-person limit holds under concurrency.
         await self.repo.lock_people(conn, person.lock_keys)
-        limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
         legacy_key = self.legacy_person_key(private)
-        namesakes = await self.repo.namesakes(conn, person, cmd.product, legacy_key)
-        active = sum(1 for other in namesakes.active if same_person(person, other)) + namesakes.legacy_active
-        if active >= limit:
-            raise RuleViolation(
-                "person",
-                tr(
-                    "this person already has an active booking for %(product)s; cancel or reschedule that one instead",
-                    product=self.view.products[cmd.product].name,
-                ),
-            )
+        namesakes = await self.check_person_limit(conn, cmd, private, person)
         person_key = self.person_key(person, legacy_key, namesakes.recent)
         booking = Booking(
             id=str(new_event_id()),
@@ -254,11 +264,11 @@ class BookingService:
 
     def handlers(self) -> dict[str, Any]:
         return {
-            ev.SlotReserved.TYPE: self._react(lambda b, e: b.on_slot_reserved(e)),
+            ev.SlotReserved.TYPE: self._on_reserved(lambda b, e: b.on_slot_reserved(e)),
+            ev.RescheduleReserved.TYPE: self._on_reserved(lambda b, e: b.on_reschedule_reserved(e)),
             ev.SlotRejected.TYPE: self._on_slot_rejected,
             ev.SlotReleased.TYPE: self._on_slot_released,
             ev.HoldExpired.TYPE: self._react(lambda b, e: b.on_hold_expired(e)),
-            ev.RescheduleReserved.TYPE: self._react(lambda b, e: b.on_reschedule_reserved(e)),
             ev.RescheduleRejected.TYPE: self._react(lambda b, e: b.on_reschedule_rejected(e)),
         }
 
@@ -269,6 +279,17 @@ class BookingService:
         await self._react(lambda b, e: b.on_slot_rejected(e, told_in_response=told))(ctx, delivery)
         generation = self.view.generation
         ctx.after_commit.append(lambda: self.known_full.on_rejected(rejected, delivery.envelope.time, generation))
+
+    def _on_reserved(self, decide: Any) -> Any:
+        react = self._react(decide)
+
+        async def handle(ctx: HandlerContext, delivery: Delivery) -> None:
+            await react(ctx, delivery)
+            taken = delivery.event
+            assert isinstance(taken, ev.SlotReserved | ev.RescheduleReserved)
+            ctx.after_commit.append(lambda: self.known_full.on_reserved(taken.location_id, taken.start, taken.end))
+
+        return handle
 
     async def _on_slot_released(self, ctx: HandlerContext, delivery: Delivery) -> None:
         released = delivery.event
