@@ -393,3 +393,11 @@ def test_a_booking_request_speaks_its_own_language_when_none_is_asked_for(client
         assert_speaks(client.post("/api/v1/bookings", json=body), language)  # the rule: a child's birth date
     body = booking_body("child-card", "migration-counter", wall(stage.wed, 9, 0), language="fr")
     assert_speaks(client.post("/api/v1/bookings", json=body, headers={"Accept-Language": "en"}), "en")
+
+
+def test_an_invalid_booking_request_speaks_its_own_language_when_none_is_asked_for(client: httpx.Client) -> None:
+    for language in LANGUAGES:
+        body = booking_body("short-stay", "migration-counter", "2030-01-07T09:00:00", language=language)  # no offset
+        answer = client.post("/api/v1/bookings", json=body)
+        assert answer.status_code == 422
+        assert_speaks(answer, language)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from loket_runtime.i18n import SOURCE_LANGUAGE, Text, answer_language, in_language, tr
+from loket_runtime.i18n import LANGUAGES, SOURCE_LANGUAGE, Text, answer_language, in_language, prefer_language, tr
 from loket_runtime.logging import get_logger
 from loket_runtime.outbox import PayloadTooLarge
 
@@ -204,6 +204,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = exc.body
+        if isinstance(body, dict) and body.get("language") in LANGUAGES:
+            # A body that says its language (a booking's) is answered in it when the request asks none.
+            prefer_language(request, body["language"])
         errors: list[dict[str, str]] = []
         for err in exc.errors():
             loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path", "header")]
