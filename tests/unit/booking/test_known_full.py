@@ -163,3 +163,22 @@ def test_a_desk_time_held_back_is_offered_again_when_its_hold_back_ends() -> Non
     assert refusal(known, now=reopens) is None
     known.on_rejected(rejected(), reopens + timedelta(seconds=1), generation=1)  # full again, after it
     assert refusal(known, now=reopens + timedelta(seconds=2)) is not None
+
+
+def test_a_reservation_elsewhere_or_touching_an_alternative_leaves_it_offered() -> None:
+    known = KnownFullStarts(TTL)
+    known.on_rejected(rejected(), T0, generation=1)
+    known.on_reserved("ledeberg", NEXT, NEXT + timedelta(minutes=20))  # another location (sorts before)
+    known.on_reserved("migration-counter", NEXT - timedelta(minutes=20), NEXT)  # ends as NEXT starts
+    known.on_reserved("migration-counter", LATER + timedelta(minutes=30), LATER + timedelta(minutes=50))  # well after
+    assert refusal(known) == [slot(NEXT), slot(LATER)]
+
+
+def test_a_hold_back_that_ended_before_now_or_exactly_as_the_mark_was_made() -> None:
+    reopens = T0 + timedelta(seconds=20)
+    known = KnownFullStarts(TTL)
+    known.on_released(released(["residence-card"], available_from=reopens))
+    known.on_rejected(rejected(), T0, generation=1)
+    assert refusal(known, now=reopens + timedelta(seconds=3)) is None  # it reopened 3 s ago
+    known.on_rejected(rejected(), reopens, generation=1)  # declared full as it reopened: still full
+    assert refusal(known, now=reopens + timedelta(seconds=3)) is not None

@@ -344,3 +344,9 @@ def test_a_longer_product_needs_a_longer_room() -> None:
 
 def test_a_coarser_grid_offers_fewer_starts() -> None:
     assert starts(product="permit", v=view(grid=30)) == ["09:00", "09:30", "14:00", "14:30", "15:00", "15:30"]
+
+
+def test_the_grid_counts_whole_hours_from_midnight_too() -> None:
+    # A 45-minute grid does not divide an hour: 10:05 comes after 09:45 and before 10:30.
+    instant = datetime(2026, 3, 30, 10, 5, tzinfo=BRUSSELS)
+    assert first_on_grid(instant, 45) == datetime(2026, 3, 30, 10, 30, tzinfo=BRUSSELS)

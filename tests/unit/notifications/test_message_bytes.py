@@ -66,3 +66,28 @@ def test_the_calendar_object_is_an_attachment_beside_the_alternatives() -> None:
 def test_every_line_ends_in_crlf() -> None:
     raw = build("een\ntwee\rdrie\r\nvier", ics="BEGIN:VCALENDAR\nEND:VCALENDAR")
     assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+
+
+def test_a_short_ascii_header_is_written_as_it_is_and_a_longer_one_is_folded_at_78() -> None:
+    fits = "abc" + " word" * 13 + "x"  # "Subject: " + 69 characters: 78 on the line
+    assert len("Subject: " + fits) == 78
+    assert mime.header("Subject", fits) == f"Subject: {fits}\r\n".encode()
+    longer = fits + "y"  # 79: folded at a space, every line within 78, the value unchanged
+    folded = mime.header("Subject", longer)
+    lines = folded.decode().split("\r\n")[:-1]
+    assert len(lines) > 1 and all(len(line) <= 78 for line in lines)
+    assert message_from_bytes(folded + b"\r\n", policy=policy.SMTP)["Subject"] == longer
+
+
+def test_a_non_ascii_header_is_encoded_in_utf_8_and_an_ascii_one_never_is() -> None:
+    assert b"=?utf-8?" in mime.header("Subject", "Uw afspraak in Gentbrugge – bevestigd")
+    long_ascii = "Your appointment at the Migration Counter " * 3
+    assert b"=?" not in mime.header("Subject", long_ascii)
+
+
+def test_a_line_of_998_octets_is_sent_as_it_is_and_one_of_999_quoted_printable() -> None:
+    at_limit = mime.text_part("plain", "a" * 998)
+    assert b"Content-Transfer-Encoding: 7bit" in at_limit and (b"a" * 998 + b"\r\n") in at_limit
+    over = mime.text_part("plain", "a" * 999)
+    assert b"Content-Transfer-Encoding: quoted-printable" in over
+    assert over.endswith(b"\r\n") and not over.endswith(b"\r\n\r\n")
