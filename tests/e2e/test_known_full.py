@@ -108,7 +108,7 @@ def test_a_known_full_start_is_refused_before_waiting_and_still_checks_the_input
     assert any(e["field"].startswith("contact") for e in r.json()["errors"])
 
 
-def test_a_resident_who_already_has_a_booking_hears_that_before_a_full_start(live: RunningStack) -> None:
+def test_a_resident_who_already_has_a_booking_hears_it_when_a_free_time_would_be_written(live: RunningStack) -> None:
     client = httpx.Client(base_url=live.base_url, timeout=30)
     day = open_day(client, PRODUCT, LOCATION, exclusive=True)
     slots = free_slots(client, PRODUCT, LOCATION, day)
@@ -123,6 +123,11 @@ def test_a_resident_who_already_has_a_booking_hears_that_before_a_full_start(liv
     fill(client, full)
     assert wait_until(lambda: known_full_refusal(client, full), timeout=5)
 
-    again = book(client, full, body=mine | {"start": full})
-    assert again.status_code == 422, again.text  # not 409: a second booking would be refused anyway
+    # The full start is refused without reading anything (services/booking/README.md) ...
+    refused = book(client, full, body=mine | {"start": full})
+    assert refused.status_code == 409 and "id" not in refused.json(), refused.text
+    # ... and the free alternative it offers is where the per-person rule speaks.
+    other = next(a for a in refused.json()["alternatives"] if a["location"] == LOCATION)
+    again = book(client, other["start"], body=mine | {"start": other["start"]})
+    assert again.status_code == 422, again.text
     assert [e["field"] for e in again.json()["errors"]] == ["person"]

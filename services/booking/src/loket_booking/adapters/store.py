@@ -125,6 +125,25 @@ class BookingRepository:
         row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
         return row
 
+    async def claim_idempotency_key(self, conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+        """What an earlier request with this `Idempotency-Key` left (`body_hash`, sealed `response`),
+        or None. Concurrent repeats of one key queue here (a transaction-scoped advisory lock): the
+        second finds the first's answer."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "idem:" + key)
+        earlier: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM idempotency_keys WHERE key = $1", key)
+        return earlier
+
+    async def remember_idempotency_key(
+        self, conn: asyncpg.Connection, key: str, body_hash: str, booking_id: str, sealed_response: bytes
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
+            key,
+            body_hash,
+            booking_id,
+            sealed_response,
+        )
+
     async def idempotent(self, conn: asyncpg.Connection | asyncpg.Pool, key: str) -> bool:
         """Whether a booking was made with this `Idempotency-Key` (its repeat must get that booking)."""
         return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE key = $1)", key)

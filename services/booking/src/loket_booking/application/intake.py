@@ -139,9 +139,7 @@ class Intake:
         """The booking of one request (or, for a repeated `Idempotency-Key`, the one it made before)."""
         key = request.idempotency_key
         if key:
-            # Concurrent repeats of one key queue here; the second finds the first's answer.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "idem:" + key)
-            earlier = await conn.fetchrow("SELECT * FROM idempotency_keys WHERE key = $1", key)
+            earlier = await self.service.repo.claim_idempotency_key(conn, key)
             if earlier is not None:
                 if earlier["body_hash"] != request.fingerprint:
                     raise IdempotencyKeyReused(key)
@@ -152,13 +150,7 @@ class Intake:
         )
         if key:
             sealed = self.service.seal(json.dumps({"id": booking.id, "manage_token": token}).encode())
-            await conn.execute(
-                "INSERT INTO idempotency_keys (key, body_hash, booking_id, response) VALUES ($1,$2,$3,$4)",
-                key,
-                request.fingerprint,
-                booking.id,
-                sealed,
-            )
+            await self.service.repo.remember_idempotency_key(conn, key, request.fingerprint, booking.id, sealed)
         return Accepted(booking.id, token, replayed=False)
 
 

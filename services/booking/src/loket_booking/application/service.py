@@ -168,9 +168,8 @@ class BookingService:
         self, conn: asyncpg.Connection | asyncpg.Pool, cmd: NewBooking, private: dict[str, Any], person: Person
     ) -> Namesakes:
         """The per-person rule: RuleViolation("person") when this person has as many active bookings
-        of the product as it allows; else the namesakes read (for `person_key`). Under the person's
-        advisory locks (`request`) the answer holds until the transaction ends; without them it is
-        what a refusal of a full start checks first (a resident who has a booking hears that)."""
+        of the product as it allows; else the namesakes read (for `person_key`). Called under the
+        person's advisory locks (`request`), so the answer holds until the transaction ends."""
         limit = self.policy.max_active_override or self.view.products[cmd.product].max_active_per_person
         namesakes = await self.repo.namesakes(conn, person, cmd.product, self.legacy_person_key(private))
         active = sum(1 for other in namesakes.active if same_person(person, other)) + namesakes.legacy_active

@@ -342,9 +342,8 @@ def build_app(settings: BookingSettings | None = None) -> FastAPI:
             if alternatives is not None and not (
                 idempotency_key and await service.repo.idempotent(runtime.pool, idempotency_key)
             ):
-                # The allocator already declared this start full: its answer again, and nothing stored;
-                # a resident who already has a booking of the product hears that first.
-                await service.check_person_limit(runtime.pool, cmd, validated[1], validated[2])
+                # The allocator already declared this start full: its answer again, and nothing stored
+                # or read (the per-person rule is the write's; services/booking/README.md).
                 KNOWN_FULL.inc()
                 raise slot_gone("slot-taken", alternatives)
             accepted = await intake.submit(
